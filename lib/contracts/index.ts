@@ -1,0 +1,276 @@
+/**
+ * The shared vocabulary of engine, server, CLI and console: zod schemas and the types
+ * inferred from them. Imports only zod and lib/errors (pure), so it is safe for the browser.
+ */
+import { z } from 'zod';
+import { ERROR_CODES } from '../errors';
+
+export const MIGRATION_STATES = ['setup', 'active', 'switchover', 'completed', 'failed', 'cancelling', 'cancelled'] as const;
+export const MigrationStateSchema = z.enum(MIGRATION_STATES);
+export type MigrationState = z.infer<typeof MigrationStateSchema>;
+export const TERMINAL_STATES: readonly MigrationState[] = ['completed', 'failed', 'cancelled'];
+
+export const CHANNEL_STATES = [
+  'connecting', 'tls', 'handshake-sent', 'accepted', 'rejected', 'streaming', 'synced', 'closed', 'failed',
+] as const;
+export const ChannelStateSchema = z.enum(CHANNEL_STATES);
+export type ChannelState = z.infer<typeof ChannelStateSchema>;
+
+export const ErrorCodeSchema = z.enum(ERROR_CODES);
+
+export const SerializedErrorSchema = z.object({
+  code: ErrorCodeSchema,
+  message: z.string(),
+  channel: z.number().int().nullable(),
+  peer: z.string().nullable(),
+  connection: z.number().int().nullable(),
+  expected: z.string().nullable(),
+  received: z.string().nullable(),
+  field: z.string().nullable(),
+  missing: z.array(z.number().int()).nullable(),
+});
+
+export const RoleSchema = z.enum(['source', 'destination']);
+export type Role = z.infer<typeof RoleSchema>;
+
+const MIB = 1024 * 1024;
+
+/**
+ * A migration as a caller asks for it (source side). Messages are written for operators:
+ * the console shows them next to their field.
+ */
+export const MigrationConfigSchema = z.object({
+  /** host:port of the destination's migration listener. */
+  destination: z
+    .string({ error: 'destination is required, as HOST:PORT' })
+    .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d{1,5}$/, 'destination must be HOST:PORT, e.g. 127.0.0.1:4444'),
+  channels: z
+    .number({ error: 'channels must be a whole number from 1 to 255' })
+    .int('channels must be a whole number from 1 to 255')
+    .min(1, 'channels must be at least 1')
+    .max(255, 'channels must be at most 255 (a channel id is one byte)')
+    .default(4),
+  maxBandwidth: z
+    .number()
+    .int()
+    .min(0, 'max bandwidth must be 0 (uncapped) or a positive rate in bytes/s')
+    .default(0),
+  downtimeLimitMs: z.number().int().min(1, 'downtime limit must be at least 1 ms').max(600_000).default(300),
+  roundLimit: z.number().int().min(1, 'round limit must be at least 1').max(10_000).default(30),
+  setupTimeoutMs: z.number().int().min(10, 'channel-setup timeout must be at least 10 ms').max(3_600_000).default(10_000),
+  noProgressTimeoutMs: z.number().int().min(10).max(3_600_000).default(10_000),
+  /** How long the source waits for the destination's verdict after switchover. */
+  verifyTimeoutMs: z.number().int().min(10).max(3_600_000).default(60_000),
+  connectTimeoutMs: z.number().int().min(10).max(3_600_000).default(10_000),
+});
+export type MigrationConfig = z.infer<typeof MigrationConfigSchema>;
+export type MigrationConfigInput = z.input<typeof MigrationConfigSchema>;
+
+/** The guest the built-in source runs (CLI `migrate`, console). */
+export const GuestConfigSchema = z.object({
+  uuid: z.uuid({ error: 'uuid must be a UUID like 7c9e6679-7425-40de-944b-e07fc1f90ae7' }).optional(),
+  ramSize: z
+    .number()
+    .int()
+    .min(4096, 'RAM size must be at least 4 KiB')
+    .max(64 * 1024 * MIB, 'RAM size must be at most 64 GiB')
+    .refine((n) => n % 4096 === 0, 'RAM size must be a multiple of 4 KiB')
+    .default(256 * MIB),
+  fill: z.enum(['random', 'zero']).default('random'),
+  /** DESIGN 7.1 syntax: idle, random:RATE[:WS], random:max, hotset:SIZE[:RATE], sweep[:RATE]. */
+  workload: z.string().default('idle'),
+});
+export type GuestConfig = z.infer<typeof GuestConfigSchema>;
+
+/** What a destination is told to expect (CLI `dest`). */
+export const DestinationConfigSchema = z.object({
+  listen: z.string(),
+  channels: z.number().int().min(1).max(255).nullable().default(null),
+  uuid: z.uuid().nullable().default(null),
+  handshakeTimeoutMs: z.number().int().min(10).default(10_000),
+  setupTimeoutMs: z.number().int().min(10).default(10_000),
+  noProgressTimeoutMs: z.number().int().min(10).default(10_000),
+});
+export type DestinationConfig = z.infer<typeof DestinationConfigSchema>;
+
+// --- main-channel control payloads (checked by the engine on receipt) -------------------
+
+export const RamBlockInfoSchema = z.object({
+  name: z.string().min(1).max(255),
+  size: z.number().int().positive(),
+});
+
+export const HelloSchema = z.object({
+  uuid: z.uuid(),
+  migrationId: z.string().min(1).max(128),
+  channels: z.number().int().min(1).max(255),
+  pageSize: z.literal(4096),
+  slots: z.number().int().min(1).max(1024),
+  compression: z.literal('none'),
+  blocks: z.array(RamBlockInfoSchema).min(1).max(64),
+});
+export type Hello = z.infer<typeof HelloSchema>;
+
+export const RoundSchema = z.object({ round: z.number().int().min(1) });
+export const CompleteSchema = z.object({ digest: z.string().regex(/^[0-9a-f]{16}$/), round: z.number().int().min(1) });
+export const VerifiedSchema = z.object({ digest: z.string().regex(/^[0-9a-f]{16}$/) });
+export const AbortSchema = z.object({ code: ErrorCodeSchema, message: z.string() });
+export const ChannelAcceptedSchema = z.object({
+  channel: z.number().int().min(0).max(254),
+  connection: z.number().int(),
+  peer: z.string().nullable(),
+});
+export const FailedSchema = SerializedErrorSchema;
+export const ChannelRejectedSchema = SerializedErrorSchema;
+
+// --- snapshots -------------------------------------------------------------------------
+
+export const ChannelSnapshotSchema = z.object({
+  id: z.number().int(),
+  state: ChannelStateSchema,
+  slow: z.boolean(),
+  connection: z.number().int().nullable(),
+  peer: z.string().nullable(),
+  /** ms since the epoch of each handshake step, null until reached. */
+  times: z.object({
+    connecting: z.number().nullable(),
+    connected: z.number().nullable(),
+    handshakeSent: z.number().nullable(),
+    accepted: z.number().nullable(),
+    rejected: z.number().nullable(),
+    closed: z.number().nullable(),
+  }),
+  bytes: z.number(),
+  pages: z.number(),
+  zeroPages: z.number(),
+  packets: z.number(),
+  syncs: z.number(),
+  /** bytes/s over the sliding window. */
+  throughput: z.number(),
+  error: SerializedErrorSchema.nullable(),
+});
+export type ChannelSnapshot = z.infer<typeof ChannelSnapshotSchema>;
+
+export const SwitchoverReasonSchema = z.enum(['downtime', 'round-limit']);
+
+export const MigrationSnapshotSchema = z.object({
+  id: z.string(),
+  uuid: z.string().nullable(),
+  role: RoleSchema,
+  state: MigrationStateSchema,
+  peer: z.string().nullable(),
+  channelCount: z.number().int(),
+  round: z.number().int(),
+  ramSize: z.number(),
+  /** bytes put on (or read from) the wire, headers included. */
+  transferred: z.number(),
+  /** page bytes moved (normal pages × 4096). */
+  pageBytes: z.number(),
+  /** dirty bytes still to send (source). */
+  remaining: z.number(),
+  /** guest dirty rate, bytes/s, over the last round. */
+  dirtyRate: z.number(),
+  /** bytes/s over the sliding window. */
+  transferRate: z.number(),
+  /** dirty rate / transfer rate. */
+  convergence: z.number(),
+  expectedDowntimeMs: z.number(),
+  downtimeMs: z.number().nullable(),
+  setupTimeMs: z.number().nullable(),
+  totalTimeMs: z.number().nullable(),
+  startedAt: z.number(),
+  endedAt: z.number().nullable(),
+  switchoverReason: SwitchoverReasonSchema.nullable(),
+  digest: z.string().nullable(),
+  verified: z.boolean(),
+  channels: z.array(ChannelSnapshotSchema),
+  error: SerializedErrorSchema.nullable(),
+});
+export type MigrationSnapshot = z.infer<typeof MigrationSnapshotSchema>;
+
+// --- events ----------------------------------------------------------------------------
+
+const EventBase = {
+  time: z.number(),
+  role: RoleSchema,
+  /** null for what a destination rejects before it can tell which migration it belongs to. */
+  migration: z.object({ id: z.string(), uuid: z.string().nullable() }).nullable(),
+};
+/** Failure fields carried at the top level of rejection and failure events. */
+const FailureFields = {
+  code: ErrorCodeSchema,
+  message: z.string(),
+  channel: z.number().int().nullable(),
+  peer: z.string().nullable(),
+  connection: z.number().int().nullable(),
+  expected: z.string().nullable(),
+  received: z.string().nullable(),
+  field: z.string().nullable(),
+  missing: z.array(z.number().int()).nullable(),
+};
+
+export const MigrationEventSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('state'), ...EventBase, state: MigrationStateSchema, previous: MigrationStateSchema.nullable() }),
+  z.object({
+    type: z.literal('hello'),
+    ...EventBase,
+    channels: z.number().int(),
+    ramSize: z.number(),
+    blocks: z.array(RamBlockInfoSchema),
+  }),
+  z.object({
+    type: z.literal('channel'),
+    ...EventBase,
+    channel: z.number().int(),
+    state: ChannelStateSchema,
+    connection: z.number().int().nullable(),
+    peer: z.string().nullable(),
+  }),
+  z.object({ type: z.literal('channel-rejected'), ...EventBase, ...FailureFields }),
+  z.object({
+    type: z.literal('round'),
+    ...EventBase,
+    round: z.number().int(),
+    pages: z.number(),
+    zeroPages: z.number(),
+    bytes: z.number(),
+    durationMs: z.number(),
+    bandwidth: z.number(),
+    dirtyPages: z.number(),
+    dirtyRate: z.number(),
+    expectedDowntimeMs: z.number(),
+  }),
+  z.object({
+    type: z.literal('switchover'),
+    ...EventBase,
+    reason: SwitchoverReasonSchema,
+    round: z.number().int(),
+    remaining: z.number(),
+    expectedDowntimeMs: z.number(),
+    downtimeLimitMs: z.number(),
+  }),
+  z.object({ type: z.literal('progress'), ...EventBase, snapshot: MigrationSnapshotSchema }),
+  z.object({
+    type: z.literal('completed'),
+    ...EventBase,
+    verified: z.literal(true),
+    digest: z.string(),
+    rounds: z.number().int(),
+    transferred: z.number(),
+    downtimeMs: z.number().nullable(),
+    setupTimeMs: z.number().nullable(),
+    totalTimeMs: z.number(),
+  }),
+  z.object({ type: z.literal('failed'), ...EventBase, ...FailureFields }),
+  z.object({ type: z.literal('cancelled'), ...EventBase, ...FailureFields }),
+]);
+export type MigrationEvent = z.infer<typeof MigrationEventSchema>;
+export type MigrationEventType = MigrationEvent['type'];
+
+/** Helper for emitters: an event without the fields the emitter fills in. */
+export type EventBody<T extends MigrationEventType> = Omit<Extract<MigrationEvent, { type: T }>, 'time' | 'role' | 'migration' | 'type'>;
+
+/** Formats zod issues as "field: message" lines, for CLI and API errors. */
+export function formatIssues(error: z.ZodError): string {
+  return error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'config'}: ${i.message}`).join('; ');
+}

@@ -1,0 +1,523 @@
+/**
+ * A destination: listens, classifies every accepted connection by its first 4 bytes (never
+ * by accept order), routes it by UUID to the migration it belongs to, and refuses what
+ * does not fit, as DESIGN 3.5 says. Serves several migrations at once, one per UUID.
+ */
+import net from 'node:net';
+import os from 'node:os';
+import { HelloSchema, type Hello, type MigrationEvent } from '../contracts';
+import {
+  BusyError,
+  ChannelCountMismatchError,
+  ChannelIdDuplicateError,
+  ChannelHandshakeTimeoutError,
+  ChannelShortHandshakeError,
+  ChannelUuidMismatchError,
+  ConfigInvalidError,
+  MainBadFrameError,
+  MigrationError,
+  TooManyConnectionsError,
+  asMigrationError,
+  channelPrefix,
+} from '../errors';
+import {
+  FrameDecoder,
+  FrameType,
+  HANDSHAKE_SIZE,
+  PAGE_SIZE,
+  PACKET_SLOTS,
+  bytesToUuid,
+  checkHandshake,
+  claimedChannelId,
+  classifyConnection,
+  decodeHandshake,
+  decodeJsonPayload,
+  describeMagic,
+  encodeJsonFrame,
+  uuidToBytes,
+  type Frame,
+  type Handshake,
+} from '../protocol';
+import { Connection } from './connection';
+import { MigrationEmitter, type EventListener } from './emitter';
+import { IncomingMigration, type IncomingResult } from './incoming';
+import { FixedReader, HoldReader, type ReadConsumer } from './socket-reader';
+
+export interface DestinationOptions {
+  host?: string;
+  port?: number;
+  /** Expected channel count (`--channels`); null learns it from each hello. */
+  channels?: number | null;
+  /** Expected guest UUID (`--uuid`); channels are checked against it as they arrive. */
+  uuid?: string | null;
+  handshakeTimeoutMs?: number;
+  setupTimeoutMs?: number;
+  noProgressTimeoutMs?: number;
+  tickMs?: number;
+  /** Refuse hellos whose RAM exceeds this (bytes). Default: 90% of this host's memory. */
+  maxRamBytes?: number;
+}
+
+/** Connections held per unknown UUID: N + 1, as DESIGN 3.5 says. */
+const HELD_TOTAL_MAX = 1024;
+const MAIN_CHUNK = 64 * 1024;
+
+interface Held {
+  conn: Connection;
+  hs: Handshake;
+  uuid: string;
+  timer: NodeJS.Timeout;
+}
+
+export class Destination {
+  private server: net.Server | null = null;
+  private nextConnection = 0;
+  private readonly migrations = new Map<string, IncomingMigration>();
+  private readonly held: Held[] = [];
+  private readonly open = new Set<Connection>();
+  private readonly listeners = new Set<EventListener>();
+  private readonly migrationListeners = new Set<(m: IncomingMigration) => void>();
+  /** Emits destination-level events (rejections no migration can be blamed for). */
+  private readonly own = new MigrationEmitter('destination', 'destination', null);
+  readonly opts: Required<Omit<DestinationOptions, 'uuid' | 'channels'>> & { uuid: string | null; channels: number | null };
+  private readonly expectUuid: Uint8Array | null;
+  private closing = false;
+
+  constructor(opts: DestinationOptions = {}) {
+    this.opts = {
+      host: opts.host ?? '127.0.0.1',
+      port: opts.port ?? 0,
+      channels: opts.channels ?? null,
+      uuid: opts.uuid ?? null,
+      handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 10_000,
+      setupTimeoutMs: opts.setupTimeoutMs ?? 10_000,
+      noProgressTimeoutMs: opts.noProgressTimeoutMs ?? 10_000,
+      tickMs: opts.tickMs ?? 250,
+      maxRamBytes: opts.maxRamBytes ?? Math.floor(os.totalmem() * 0.9),
+    };
+    if (this.opts.channels !== null && !(Number.isInteger(this.opts.channels) && this.opts.channels >= 1 && this.opts.channels <= 255)) {
+      throw new ConfigInvalidError(`channels must be 1..255, got ${this.opts.channels}`);
+    }
+    this.expectUuid = this.opts.uuid ? uuidToBytes(this.opts.uuid) : null;
+    // Connection-level rejections carry migration: null.
+    this.own.on((e) => this.forward({ ...e, migration: null } as MigrationEvent));
+  }
+
+  /** Every event: of each migration, and destination-level rejections. */
+  onEvent(fn: EventListener): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** A migration's hello was accepted (its events are forwarded to onEvent too). */
+  onMigration(fn: (m: IncomingMigration) => void): () => void {
+    this.migrationListeners.add(fn);
+    return () => this.migrationListeners.delete(fn);
+  }
+
+  private forward(e: MigrationEvent): void {
+    for (const fn of this.listeners) {
+      try {
+        fn(e);
+      } catch {
+        // a listener's bug must not break the destination
+      }
+    }
+  }
+
+  async listen(): Promise<{ host: string; port: number }> {
+    const server = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => this.onConnection(s));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.opts.port, this.opts.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', () => {});
+    return this.address;
+  }
+
+  get address(): { host: string; port: number } {
+    const a = this.server?.address();
+    if (!a || typeof a === 'string') throw new Error('destination is not listening');
+    return { host: a.address, port: a.port };
+  }
+
+  get active(): IncomingMigration[] {
+    return [...this.migrations.values()];
+  }
+
+  /** Stops listening; cancels migrations in flight; closes held connections. */
+  async close(): Promise<void> {
+    this.closing = true;
+    for (const m of this.migrations.values()) m.cancel('destination shutting down');
+    for (const h of this.held.splice(0)) {
+      clearTimeout(h.timer);
+      h.conn.destroy();
+    }
+    for (const c of this.open) c.destroy();
+    const server = this.server;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    await Promise.all([...this.migrations.values()].map((m) => m.done));
+  }
+
+  // --- accept and classify -----------------------------------------------------------------
+
+  private onConnection(socket: net.Socket): void {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    const number = ++this.nextConnection;
+    let conn!: Connection;
+    const first = new FixedReader(new Uint8Array(4), (b) => this.classify(conn, b, timer));
+    conn = new Connection(number, socket, first, (err) => this.readError(conn, err));
+    conn.partial = () => first.buf.subarray(0, first.received);
+    this.open.add(conn);
+    socket.once('close', () => this.open.delete(conn));
+    const timer = setTimeout(() => {
+      if (conn.owner !== null || conn.isClosed) return;
+      const got = conn.partial().length;
+      this.refuse(
+        conn,
+        new ChannelHandshakeTimeoutError(
+          `connection #${number} from ${conn.peer}: ${got} bytes of handshake within ${this.opts.handshakeTimeoutMs} ms`,
+          {
+            connection: number,
+            peer: conn.peer,
+            channel: null,
+            expected: `a handshake within ${this.opts.handshakeTimeoutMs} ms`,
+            received: `${got} bytes`,
+          },
+        ),
+      );
+    }, this.opts.handshakeTimeoutMs);
+    conn.onEnd(() => {
+      clearTimeout(timer);
+      if (conn.owner !== null) return;
+      this.shortHandshake(conn);
+    });
+    conn.reader.start();
+  }
+
+  private classify(conn: Connection, first: Uint8Array, timer: NodeJS.Timeout): void {
+    const kind = classifyConnection(first);
+    if (kind === 'main') {
+      const decoder = new FrameDecoder(undefined, { preamble: true, peer: conn.peer, connection: conn.number });
+      const scratch = new Uint8Array(MAIN_CHUNK);
+      let frames: Frame[] = decoder.push(first);
+      const consumer: ReadConsumer = {
+        next: () => scratch,
+        advance: (n) => {
+          frames = frames.concat(decoder.push(scratch.subarray(0, n)));
+          if (frames.length === 0) return;
+          clearTimeout(timer);
+          const [helloFrame, ...rest] = frames;
+          frames = [];
+          conn.reader.pause();
+          conn.reader.use(new HoldReader());
+          this.onHello(conn, decoder, helloFrame, rest);
+        },
+      };
+      conn.reader.use(consumer);
+      return;
+    }
+    if (kind === 'multifd') {
+      const buf = new Uint8Array(HANDSHAKE_SIZE);
+      buf.set(first);
+      const rest = new FixedReader(buf.subarray(4), () => {
+        clearTimeout(timer);
+        conn.reader.pause();
+        conn.reader.use(new HoldReader());
+        this.onHandshake(conn, buf);
+      });
+      conn.partial = () => buf.subarray(0, 4 + rest.received);
+      conn.reader.use(rest);
+      return;
+    }
+    clearTimeout(timer);
+    const magic = new DataView(first.buffer, first.byteOffset, 4).getUint32(0);
+    this.refuse(
+      conn,
+      new MigrationError(
+        'MIGRATION_CHANNEL_BAD_MAGIC',
+        `connection #${conn.number} from ${conn.peer}: received magic ${describeMagic(magic)} but expected a multifd channel (0x11223344) or a main channel (0x4d464443)`,
+        { connection: conn.number, peer: conn.peer, channel: null, expected: '0x11223344', received: `0x${magic.toString(16).padStart(8, '0')}`, field: 'magic' },
+      ),
+    );
+  }
+
+  /** The peer closed before a whole handshake (or hello). */
+  private shortHandshake(conn: Connection): void {
+    const partial = conn.partial();
+    const got = partial.length;
+    const multifd = classifyConnection(partial) === 'multifd';
+    const claimed = multifd ? claimedChannelId(partial) : null;
+    const err = new ChannelShortHandshakeError(
+      `${channelPrefix({ channel: claimed, connection: conn.number, peer: conn.peer })}connection closed after ${got} of ${HANDSHAKE_SIZE} handshake bytes`,
+      { connection: conn.number, peer: conn.peer, channel: claimed, expected: `${HANDSHAKE_SIZE} bytes`, received: `${got} bytes` },
+    );
+    // With the uuid complete, the fault is attributable to the migration it names.
+    if (multifd && partial.length >= 24) {
+      const m = this.migrations.get(bytesToUuid(partial.subarray(8, 24)));
+      if (m && m.isSetup) {
+        this.report(err, m, true);
+        drop(conn);
+        return;
+      }
+    }
+    this.refuse(conn, err);
+  }
+
+  private readError(conn: Connection, err: unknown): void {
+    const owner = conn.owner;
+    if (owner instanceof IncomingMigration) owner.channelReadError(conn, err);
+    else this.refuse(conn, asMigrationError(err, { connection: conn.number, peer: conn.peer }));
+  }
+
+  // --- main channel -----------------------------------------------------------------------
+
+  private onHello(conn: Connection, decoder: FrameDecoder, f: Frame, rest: Frame[]): void {
+    const where = { peer: conn.peer, connection: conn.number };
+    let hello: Hello;
+    try {
+      if (f.type !== FrameType.Hello) {
+        throw new MainBadFrameError(`main channel from ${conn.peer}: first frame is 0x${f.type.toString(16)}, expected a hello (0x01)`, {
+          ...where,
+          expected: '0x01',
+          received: `0x${f.type.toString(16)}`,
+        });
+      }
+      const r = HelloSchema.safeParse(decodeJsonPayload(f, where));
+      if (!r.success) {
+        const issue = r.error.issues[0];
+        throw new MainBadFrameError(`main channel from ${conn.peer}: bad hello: ${issue?.path.join('.')}: ${issue?.message}`, {
+          ...where,
+          field: issue?.path.join('.') ?? null,
+        });
+      }
+      hello = r.data;
+      this.checkHello(hello, where);
+    } catch (err) {
+      this.refuseMain(conn, asMigrationError(err, where));
+      return;
+    }
+    const existing = this.migrations.get(hello.uuid);
+    if (existing && !existing.isTerminal) {
+      this.refuseMain(
+        conn,
+        new BusyError(`main channel from ${conn.peer}: a migration of guest ${hello.uuid} is already running here (${existing.id})`, {
+          ...where,
+          expected: 'no migration of this guest in progress',
+          received: `migration ${hello.migrationId}`,
+        }),
+      );
+      return;
+    }
+    const heldHere = this.held.filter((h) => h.uuid === hello.uuid);
+    const firstAt = Math.min(conn.acceptedAt, ...heldHere.map((h) => h.conn.acceptedAt));
+    const m = new IncomingMigration(hello, conn, decoder, {
+      setupTimeoutMs: this.opts.setupTimeoutMs,
+      noProgressTimeoutMs: this.opts.noProgressTimeoutMs,
+      tickMs: this.opts.tickMs,
+      firstConnectionAt: firstAt,
+    });
+    this.migrations.set(hello.uuid, m);
+    m.events.on((e) => this.forward(e));
+    for (const fn of this.migrationListeners) fn(m);
+    m.begin();
+    void m.done.then(() => {
+      if (this.migrations.get(hello.uuid) === m) this.migrations.delete(hello.uuid);
+    });
+    conn.reader.use({ next: () => MAIN_SCRATCH, advance: (n) => m.mainBytes(MAIN_SCRATCH.subarray(0, n)) });
+    conn.reader.start();
+    conn.socket.write(encodeJsonFrame(FrameType.HelloAck, {}));
+    m.enqueue(rest);
+    // Channels that came before their main channel, in arrival order.
+    for (const h of heldHere) {
+      this.unhold(h);
+      this.route(h.conn, h.hs);
+    }
+  }
+
+  private checkHello(hello: Hello, where: { peer: string; connection: number }): void {
+    if (this.expectUuid && hello.uuid !== bytesToUuid(this.expectUuid)) {
+      throw new ChannelUuidMismatchError(`main channel from ${where.peer}: received uuid ${hello.uuid} but this destination expects ${this.opts.uuid}`, {
+        ...where,
+        channel: null,
+        expected: this.opts.uuid,
+        received: hello.uuid,
+        field: 'uuid',
+      });
+    }
+    if (this.opts.channels !== null && hello.channels !== this.opts.channels) {
+      throw new ChannelCountMismatchError(
+        `main channel from ${where.peer}: the source opens ${hello.channels} channels but this destination expects ${this.opts.channels}`,
+        { ...where, expected: String(this.opts.channels), received: String(hello.channels) },
+      );
+    }
+    if (hello.slots !== PACKET_SLOTS) {
+      throw new MainBadFrameError(`main channel from ${where.peer}: packets of ${hello.slots} pages, this destination takes ${PACKET_SLOTS}`, {
+        ...where,
+        field: 'slots',
+        expected: String(PACKET_SLOTS),
+        received: String(hello.slots),
+      });
+    }
+    const names = new Set<string>();
+    let total = 0;
+    for (const b of hello.blocks) {
+      if (b.size % PAGE_SIZE !== 0) {
+        throw new MainBadFrameError(`main channel from ${where.peer}: block ${b.name} is ${b.size} bytes, not a whole number of pages`, { ...where, field: 'blocks' });
+      }
+      if (names.has(b.name)) throw new MainBadFrameError(`main channel from ${where.peer}: block ${b.name} listed twice`, { ...where, field: 'blocks' });
+      names.add(b.name);
+      total += b.size;
+    }
+    // Checked before a byte of guest RAM is allocated.
+    if (total > this.opts.maxRamBytes) {
+      throw new ConfigInvalidError(`main channel from ${where.peer}: guest of ${total} bytes exceeds this destination's limit of ${this.opts.maxRamBytes}`, {
+        ...where,
+        expected: `at most ${this.opts.maxRamBytes} bytes`,
+        received: `${total} bytes`,
+      });
+    }
+  }
+
+  /** A main channel refused before a migration exists: say why on it, then close. */
+  private refuseMain(conn: Connection, err: MigrationError): void {
+    this.own.emit('channel-rejected', MigrationEmitter.failure(err));
+    // If exactly one migration is in setup, a uuid-mismatched main is reported to it too.
+    conn.owner = 'refused';
+    conn.finish(encodeJsonFrame(FrameType.Failed, err.toJSON()));
+  }
+
+  // --- multifd channels -------------------------------------------------------------------
+
+  private onHandshake(conn: Connection, buf: Uint8Array): void {
+    const hs = decodeHandshake(buf, { peer: conn.peer, connection: conn.number });
+    this.route(conn, hs);
+  }
+
+  /** DESIGN 3.5: to its migration, held until it is known, or refused. */
+  private route(conn: Connection, hs: Handshake): void {
+    if (conn.isClosed) return;
+    const ctx = { peer: conn.peer, connection: conn.number };
+    const uuid = bytesToUuid(hs.uuid);
+    const m = this.migrations.get(uuid);
+    if (m) {
+      const err = checkHandshake(hs, { uuid: m.uuidBytes, channels: m.channelCount, isTaken: (id) => m.hasChannel(id) }, ctx);
+      if (!err && m.isSetup) {
+        void m.acceptChannel(conn, hs.id);
+        return;
+      }
+      const late =
+        err ??
+        new ChannelIdDuplicateError(`${channelPrefix({ ...ctx, channel: hs.id })}arrived after migration ${m.id} finished its setup`, {
+          ...ctx,
+          channel: hs.id,
+          expected: 'channels only during setup',
+          received: `channel ${hs.id} in state ${m.state}`,
+          field: 'id',
+        });
+      this.report(late, m, m.isSetup);
+      drop(conn);
+      return;
+    }
+    const inSetup = [...this.migrations.values()].filter((x) => x.isSetup);
+    // With exactly one migration in setup, a channel that is not its own is its fault, as
+    // in QEMU; with several, it may belong to a migration not yet announced: hold it.
+    const only = inSetup.length === 1 ? inSetup[0] : null;
+    const err =
+      checkHandshake(hs, { uuid: this.expectUuid, channels: this.opts.channels }, ctx) ??
+      (only ? checkHandshake(hs, { uuid: only.uuidBytes, channels: null }, ctx) : null);
+    if (err) {
+      this.report(err, only, only !== null);
+      drop(conn);
+      return;
+    }
+    this.hold(conn, hs, uuid, inSetup);
+  }
+
+  private hold(conn: Connection, hs: Handshake, uuid: string, inSetup: IncomingMigration[]): void {
+    const perUuid = (this.opts.channels ?? 255) + 1;
+    const same = this.held.filter((h) => h.uuid === uuid).length;
+    if (same >= perUuid || this.held.length >= HELD_TOTAL_MAX) {
+      const err = new TooManyConnectionsError(
+        `${channelPrefix({ channel: hs.id, connection: conn.number, peer: conn.peer })}refused: ${same} connections for uuid ${uuid} already wait for their main channel`,
+        { channel: hs.id, connection: conn.number, peer: conn.peer, expected: `at most ${perUuid}`, received: String(same + 1) },
+      );
+      this.report(err, null, false);
+      drop(conn);
+      return;
+    }
+    conn.owner = 'held';
+    const timer = setTimeout(() => {
+      this.unhold(h);
+      const err = new ChannelUuidMismatchError(
+        `${channelPrefix({ channel: hs.id, connection: conn.number, peer: conn.peer })}received uuid ${uuid} but no migration of that guest arrived within ${this.opts.setupTimeoutMs} ms`,
+        { channel: hs.id, connection: conn.number, peer: conn.peer, expected: 'a migration in setup with this uuid', received: uuid, field: 'uuid' },
+      );
+      this.report(err, null, false);
+      drop(conn);
+    }, this.opts.setupTimeoutMs);
+    const h: Held = { conn, hs, uuid, timer };
+    this.held.push(h);
+    conn.onEnd(() => {
+      if (this.held.includes(h)) {
+        this.unhold(h);
+        this.report(
+          new ChannelShortHandshakeError(`${channelPrefix({ channel: hs.id, connection: conn.number, peer: conn.peer })}closed while waiting for its main channel`, {
+            channel: hs.id,
+            connection: conn.number,
+            peer: conn.peer,
+          }),
+          null,
+          false,
+        );
+      }
+    });
+    // Several migrations in setup: none is failed, each lists it as a possible cause.
+    for (const m of inSetup) m.rejections.push({ ...new ChannelUuidMismatchError(`connection #${conn.number} from ${conn.peer}: uuid ${uuid} matches no migration in setup (held)`, { channel: hs.id, connection: conn.number, peer: conn.peer, received: uuid }).toJSON(), at: Date.now() });
+  }
+
+  private unhold(h: Held): void {
+    clearTimeout(h.timer);
+    const i = this.held.indexOf(h);
+    if (i >= 0) this.held.splice(i, 1);
+    h.conn.owner = null;
+  }
+
+  /**
+   * Reports a refused connection at once: on the migration it concerns (which fails if
+   * `attributable`), else as a destination-level event; migrations in setup list it.
+   */
+  private report(err: MigrationError, m: IncomingMigration | null, attributable: boolean): void {
+    if (m) {
+      m.rejectConnection(err, attributable);
+      return;
+    }
+    this.own.emit('channel-rejected', MigrationEmitter.failure(err));
+    for (const x of this.migrations.values()) if (x.isSetup) x.rejectConnection(err, false);
+  }
+
+  /** Refuses a connection no migration owns yet. */
+  private refuse(conn: Connection, err: MigrationError): void {
+    if (conn.owner !== null) return;
+    this.report(err, null, false);
+    drop(conn);
+  }
+}
+
+/** Closes a refused connection; its closing is not reported again. */
+function drop(conn: Connection): void {
+  conn.owner = 'refused';
+  conn.destroy();
+}
+
+/** Main-channel reads land here; the frame decoder copies what it keeps. */
+const MAIN_SCRATCH = new Uint8Array(MAIN_CHUNK);
+
+export type { IncomingMigration, IncomingResult };

@@ -1,0 +1,196 @@
+/**
+ * Zero-copy reads: the kernel writes incoming bytes straight into the region a consumer
+ * names (guest RAM for page payloads), using net.Socket's `onread` buffer-function mode.
+ *
+ * Node offers `onread` only to sockets it creates for `net.connect`, not to the sockets a
+ * server accepts. For those, the same internal slots that `onread` fills are set on the
+ * accepted (paused) socket before it starts reading. When this Node does not have them,
+ * we fall back to 'data' events and one copy into the same regions: slower, same result.
+ */
+import type { Socket } from 'node:net';
+
+/** Whoever owns the bytes now: it says where the next bytes go and is told how many came. */
+export interface ReadConsumer {
+  /** The region the next bytes must be written to; never empty. */
+  next(): Uint8Array;
+  /** `n` bytes were written at the start of the region last returned by next(). */
+  advance(n: number): void;
+}
+
+export interface ReaderHooks {
+  /** advance() threw: the reader stops reading; the owner decides what to do. */
+  onError(err: unknown): void;
+}
+
+interface OnreadSlots {
+  kBuffer: symbol;
+  kBufferCb: symbol;
+  kBufferGen: symbol;
+}
+
+function findSlots(socket: Socket): OnreadSlots | null {
+  const syms = Object.getOwnPropertySymbols(socket);
+  const by = (d: string) => syms.find((s) => s.description === d);
+  const kBuffer = by('kBuffer');
+  const kBufferCb = by('kBufferCb');
+  const kBufferGen = by('kBufferGen');
+  const handle = (socket as unknown as { _handle?: { useUserBuffer?: unknown } })._handle;
+  if (!kBuffer || !kBufferCb || !kBufferGen || typeof handle?.useUserBuffer !== 'function') return null;
+  return { kBuffer, kBufferCb, kBufferGen };
+}
+
+/** Where each consumer's bytes come from; one per connection, consumers change over its life. */
+export class SocketReader {
+  private consumer: ReadConsumer;
+  private failed = false;
+  /** True when the kernel reads straight into consumer regions. */
+  readonly zeroCopy: boolean;
+  private scratch: Uint8Array | null = null;
+  private slots: OnreadSlots | null;
+  /** The region the kernel will fill on its next read (zero-copy mode). */
+  private armed: Uint8Array | null = null;
+
+  /**
+   * `socket` must be freshly accepted with `pauseOnConnect: true` (or just connected and
+   * not yet read from), so no byte has been consumed yet.
+   */
+  constructor(
+    private readonly socket: Socket,
+    first: ReadConsumer,
+    private readonly hooks: ReaderHooks,
+  ) {
+    this.consumer = first;
+    const slots = findSlots(socket);
+    this.slots = slots;
+    this.zeroCopy = slots !== null;
+    if (slots) {
+      const s = socket as unknown as Record<symbol, unknown>;
+      s[slots.kBufferGen] = () => (this.armed = this.region());
+      s[slots.kBufferCb] = (n: number) => this.onBytes(n);
+      this.arm();
+    } else {
+      socket.on('data', (chunk: Buffer) => this.copyIn(chunk));
+    }
+  }
+
+  /** Hands the stream to another consumer; takes effect for the next read. */
+  use(consumer: ReadConsumer): void {
+    this.consumer = consumer;
+  }
+
+  /**
+   * Starts (or resumes) reading. After a pause during which the consumer changed, the
+   * region the kernel holds is stale, so it is armed again with the consumer's.
+   */
+  start(): void {
+    if (this.slots && !this.failed) {
+      const want = this.region();
+      const had = this.armed;
+      if (!had || had.buffer !== want.buffer || had.byteOffset !== want.byteOffset || had.length !== want.length) {
+        this.arm(want);
+      }
+    }
+    this.socket.resume();
+  }
+
+  private arm(region: Uint8Array = this.region()): void {
+    const slots = this.slots;
+    const s = this.socket as unknown as Record<symbol, unknown> & { _handle: { useUserBuffer(b: Uint8Array): void } | null };
+    if (!slots || !s._handle) return;
+    this.armed = region;
+    s[slots.kBuffer] = region;
+    s._handle.useUserBuffer(region);
+  }
+
+  pause(): void {
+    this.socket.pause();
+  }
+
+  private region(): Uint8Array {
+    if (this.failed) return (this.scratch ??= new Uint8Array(4096));
+    try {
+      const r = this.consumer.next();
+      // A zero-length region would make the kernel read fail with ENOBUFS: a consumer
+      // that is done must have handed over (use()) or paused the socket first.
+      if (r.length === 0) throw new Error('read consumer offered an empty region');
+      return r;
+    } catch (err) {
+      this.fail(err);
+      return (this.scratch ??= new Uint8Array(4096));
+    }
+  }
+
+  private onBytes(n: number): boolean {
+    if (this.failed) return false;
+    try {
+      this.consumer.advance(n);
+    } catch (err) {
+      this.fail(err);
+      return false;
+    }
+    return true;
+  }
+
+  private copyIn(chunk: Buffer): void {
+    let off = 0;
+    while (off < chunk.length && !this.failed) {
+      let region: Uint8Array;
+      try {
+        region = this.consumer.next();
+      } catch (err) {
+        this.fail(err);
+        return;
+      }
+      const n = Math.min(region.length, chunk.length - off);
+      region.set(chunk.subarray(off, off + n));
+      off += n;
+      if (!this.onBytes(n)) return;
+    }
+  }
+
+  private fail(err: unknown): void {
+    if (this.failed) return;
+    this.failed = true;
+    this.socket.pause();
+    this.hooks.onError(err);
+  }
+}
+
+/** A consumer that fills one fixed-size buffer, then calls `done` with it. */
+export class FixedReader implements ReadConsumer {
+  private filled = 0;
+  constructor(
+    readonly buf: Uint8Array,
+    private readonly done: (buf: Uint8Array) => void,
+  ) {}
+  get received(): number {
+    return this.filled;
+  }
+  next(): Uint8Array {
+    return this.buf.subarray(this.filled);
+  }
+  advance(n: number): void {
+    this.filled += n;
+    if (this.filled === this.buf.length) this.done(this.buf);
+  }
+}
+
+/** Reads and drops whatever still arrives on a connection nobody needs any more. */
+export class DiscardReader implements ReadConsumer {
+  private readonly sink = new Uint8Array(64 * 1024);
+  next(): Uint8Array {
+    return this.sink;
+  }
+  advance(): void {}
+}
+
+/** Stands in while a connection is held paused: bytes arriving then are a bug, not data. */
+export class HoldReader implements ReadConsumer {
+  private readonly one = new Uint8Array(1);
+  next(): Uint8Array {
+    return this.one;
+  }
+  advance(): void {
+    throw new Error('bytes read from a held connection');
+  }
+}

@@ -1,0 +1,245 @@
+/**
+ * One multifd channel on the source: connects, sends its handshake (or the fault it was
+ * told to inject), then writes packets with socket backpressure respected.
+ */
+import net from 'node:net';
+import type { ChannelSnapshot, ChannelState } from '../contracts';
+import { ChannelClosedError, ConnectFailedError, MigrationError, type SerializedError } from '../errors';
+import { MULTIFD_VERSION, encodeHandshake, uuidToBytes } from '../protocol';
+import type { Fault } from './faults';
+import type { OutPacket } from './packer';
+import { RateMeter, emptyTimes, type ChannelTimes } from './stats';
+
+export interface ChannelHooks {
+  state(ch: SourceChannel, state: ChannelState): void;
+  /** The socket failed or closed while the migration still needed it. */
+  lost(ch: SourceChannel, err: MigrationError): void;
+}
+
+export class SourceChannel {
+  state: ChannelState = 'connecting';
+  socket: net.Socket | null = null;
+  readonly times: ChannelTimes = emptyTimes();
+  /** bytes queued to the socket (headers + payload) */
+  bytes = 0;
+  pages = 0;
+  zeroPages = 0;
+  packets = 0;
+  syncs = 0;
+  error: SerializedError | null = null;
+  slow = false;
+  /** The peer address the destination accepted as this channel (undefined until it says). */
+  acceptedAs: string | null | undefined = undefined;
+  readonly meter = new RateMeter();
+  /** last time the bytes flushed to the kernel moved, for the no-progress check */
+  lastProgress = 0;
+  private lastFlushed = 0;
+  /** set once the migration no longer cares about this socket (done, failed, cancelled) */
+  private retired = false;
+
+  constructor(
+    readonly id: number,
+    private readonly hooks: ChannelHooks,
+    readonly fault: Fault | null,
+  ) {}
+
+  get peer(): string | null {
+    const s = this.socket;
+    return s?.remoteAddress ? `${s.remoteAddress}:${s.remotePort}` : null;
+  }
+
+  get local(): string | null {
+    const s = this.socket;
+    return s?.localAddress ? `${s.localAddress}:${s.localPort}` : null;
+  }
+
+  /** Bytes the kernel has taken (queued bytes excluded). */
+  get flushed(): number {
+    return this.bytes - (this.socket?.writableLength ?? 0);
+  }
+
+  setState(state: ChannelState): void {
+    if (this.state === state) return;
+    this.state = state;
+    this.hooks.state(this, state);
+  }
+
+  /** Connects and sends the handshake. Resolves once the handshake is written. */
+  async open(host: string, port: number, uuid: string, channels: number, timeoutMs: number, track: (s: net.Socket) => void): Promise<void> {
+    this.times.connecting = Date.now();
+    this.setState('connecting');
+    const socket = await connect(host, port, timeoutMs, track, this.id);
+    this.socket = socket;
+    socket.setNoDelay(true);
+    this.times.connected = Date.now();
+    this.lastProgress = Date.now();
+    socket.on('error', (err) => this.onLost(err));
+    socket.on('close', () => this.onLost(null));
+    // Nothing is expected from the destination on a multifd channel; reading keeps a FIN visible.
+    socket.on('data', () => {});
+    const hs = this.handshakeBytes(uuid, channels);
+    if (hs === null) return; // stall: connect, send nothing
+    await new Promise<void>((resolve) => socket.write(hs, () => resolve()));
+    this.times.handshakeSent = Date.now();
+    this.setState('handshake-sent');
+    if (this.fault?.kind === 'truncate') socket.end();
+  }
+
+  /** The 64 handshake bytes, with this channel's injected fault applied. */
+  private handshakeBytes(uuid: string, channels: number): Uint8Array | null {
+    const f = this.fault;
+    let id = this.id;
+    const u = uuidToBytes(uuid);
+    let magic: number | undefined;
+    let version = MULTIFD_VERSION;
+    switch (f?.kind) {
+      case 'stall':
+        return null;
+      case 'uuid':
+        u[0] ^= 0xff;
+        u[15] ^= 0xff;
+        break;
+      case 'dup':
+        id = (this.id + 1) % channels;
+        break;
+      case 'id':
+        id = f.n ?? channels;
+        break;
+      case 'id-big':
+        id = channels >= 200 ? 255 : 200;
+        break;
+      case 'magic':
+        magic = 0xdeadbeef;
+        break;
+      case 'version':
+        version = 7;
+        break;
+    }
+    const hs = encodeHandshake({ uuid: u, id: id & 0xff, magic, version });
+    if (f?.kind === 'truncate') return hs.subarray(0, Math.min(f.n ?? 20, hs.length));
+    return hs;
+  }
+
+  /** Queues one packet (header and payload in one writev). False: wait for drain(). */
+  write(p: OutPacket): boolean {
+    const s = this.socket;
+    if (!s || s.destroyed) return true; // the loss is reported by onLost
+    s.cork();
+    s.write(p.header);
+    for (const v of p.payload) s.write(v);
+    s.uncork();
+    this.bytes += p.bytes;
+    this.pages += p.normalPages;
+    this.zeroPages += p.zeroPages;
+    this.packets++;
+    return !s.writableNeedDrain;
+  }
+
+  /** Resolves when the socket can take more, rejects if it closes first. */
+  drain(): Promise<void> {
+    const s = this.socket;
+    if (!s || s.destroyed) return Promise.reject(this.closedError());
+    if (!s.writableNeedDrain) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const onDrain = () => {
+        cleanup();
+        resolve();
+      };
+      const onClose = () => {
+        cleanup();
+        reject(this.closedError());
+      };
+      const cleanup = () => {
+        s.off('drain', onDrain);
+        s.off('close', onClose);
+      };
+      s.on('drain', onDrain);
+      s.on('close', onClose);
+    });
+  }
+
+  /** Samples throughput; returns true when flushed bytes moved since the last tick. */
+  tick(now: number): boolean {
+    const f = this.flushed;
+    this.meter.sample(now, f);
+    const moved = f !== this.lastFlushed;
+    if (moved || (this.socket?.writableLength ?? 0) === 0) this.lastProgress = now;
+    this.lastFlushed = f;
+    return moved;
+  }
+
+  /** The migration is over for this channel: its socket closing is no longer a failure. */
+  retire(): void {
+    this.retired = true;
+  }
+
+  close(): void {
+    this.retired = true;
+    if (this.socket && !this.socket.destroyed) this.socket.end();
+  }
+
+  private closedError(): MigrationError {
+    return new ChannelClosedError(`channel ${this.id}${this.peer ? ` to ${this.peer}` : ''}: connection closed while sending`, {
+      channel: this.id,
+      peer: this.peer,
+    });
+  }
+
+  private onLost(err: Error | null): void {
+    if (this.retired) return;
+    this.retired = true;
+    const e = this.closedError();
+    const detail = err ? `${e.message} (${(err as NodeJS.ErrnoException).code ?? err.message})` : e.message;
+    this.hooks.lost(this, new ChannelClosedError(detail, { channel: this.id, peer: this.peer, cause: err ?? undefined }));
+  }
+
+  snapshot(): ChannelSnapshot {
+    return {
+      id: this.id,
+      state: this.state,
+      slow: this.slow,
+      connection: null,
+      peer: this.peer,
+      times: { ...this.times },
+      bytes: this.bytes,
+      pages: this.pages,
+      zeroPages: this.zeroPages,
+      packets: this.packets,
+      syncs: this.syncs,
+      throughput: this.meter.rate(),
+      error: this.error,
+    };
+  }
+}
+
+/** net.connect with a timeout; errors become ConnectFailedError naming the channel and address. */
+export function connect(host: string, port: number, timeoutMs: number, track: (s: net.Socket) => void, channel: number | null): Promise<net.Socket> {
+  return new Promise<net.Socket>((resolve, reject) => {
+    const socket = net.connect({ host, port });
+    track(socket);
+    const what = channel === null ? 'main channel' : `channel ${channel}`;
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new ConnectFailedError(`${what}: no connection to ${host}:${port} within ${timeoutMs} ms`, { channel, peer: `${host}:${port}` }));
+    }, timeoutMs);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.removeListener('error', onError);
+      resolve(socket);
+    });
+    const onError = (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(
+        new ConnectFailedError(`${what}: cannot connect to ${host}:${port}: ${err.code ?? err.message}`, {
+          channel,
+          peer: `${host}:${port}`,
+          expected: 'a listening multifd destination',
+          received: err.code ?? err.message,
+          cause: err,
+        }),
+      );
+    };
+    socket.once('error', onError);
+  });
+}

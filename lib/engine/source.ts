@@ -1,0 +1,593 @@
+/**
+ * The source side of a migration: main channel, N multifd channels, pre-copy rounds,
+ * switchover, verification. One instance per attempt; the guest outlives it.
+ *
+ * Lifecycle (DESIGN 4): setup → active → switchover → completed, or failed / cancelled from
+ * any state, with the guest left running and unchanged.
+ */
+import { randomUUID } from 'node:crypto';
+import type net from 'node:net';
+import {
+  AbortSchema,
+  ChannelAcceptedSchema,
+  ChannelRejectedSchema,
+  FailedSchema,
+  RoundSchema,
+  VerifiedSchema,
+  type ChannelState,
+  type Hello,
+  type MigrationConfig,
+  type MigrationSnapshot,
+  type MigrationState,
+} from '../contracts';
+import {
+  CancelledError,
+  ChannelIdDuplicateError,
+  ChannelSetupTimeoutError,
+  ChannelStalledError,
+  DigestMismatchError,
+  MainBadFrameError,
+  MainClosedError,
+  MigrationError,
+  RemoteFailedError,
+  asMigrationError,
+} from '../errors';
+import { PageHashes, formatDigest, type Guest } from '../guest';
+import {
+  FrameDecoder,
+  FrameType,
+  PACKET_SLOTS,
+  PAGE_SIZE,
+  decodeJsonPayload,
+  encodeFrame,
+  encodeJsonFrame,
+  encodePreamble,
+  type Frame,
+} from '../protocol';
+import { MigrationEmitter } from './emitter';
+import type { Fault } from './faults';
+import { Deferred, Lifetime } from './lifetime';
+import { RoundPacker, syncPacket, type PageSet } from './packer';
+import { RateLimiter } from './ratelimit';
+import { SourceChannel, connect } from './source-channel';
+import { RateMeter } from './stats';
+import { splitHostPort } from './address';
+import type { z } from 'zod';
+
+export interface SourceOptions {
+  config: MigrationConfig;
+  /** Faults to inject (DESIGN 7.2), at most one per channel. */
+  faults?: Fault[];
+  id?: string;
+  /** Stats tick; progress events go out at this rate. */
+  tickMs?: number;
+}
+
+export interface MigrationResult {
+  state: 'completed' | 'failed' | 'cancelled';
+  error: MigrationError | null;
+  snapshot: MigrationSnapshot;
+}
+
+const DEFAULT_TICK_MS = 250;
+const NEVER = new Promise<never>(() => {});
+/** How long a closed channel waits for the main channel's explanation before it is the error. */
+export const LOST_GRACE_MS = 250;
+
+export class SourceMigration {
+  readonly id: string;
+  readonly events: MigrationEmitter;
+  readonly config: MigrationConfig;
+  state: MigrationState = 'setup';
+  private readonly life = new Lifetime();
+  private readonly channels: SourceChannel[] = [];
+  private main: net.Socket | null = null;
+  private readonly decoder = new FrameDecoder();
+  private error: MigrationError | null = null;
+  private readonly result = new Deferred<MigrationResult>();
+  private readonly helloAck = new Deferred<void>();
+  private readonly allAccepted = new Deferred<void>();
+  private readonly verdict = new Deferred<string>();
+  private accepted = 0;
+  /** Connections the destination refused that were not ours: likely causes on a timeout. */
+  private readonly strays: MigrationError[] = [];
+  private packetNum = 0n;
+  private hashes: PageHashes | null = null;
+  private readonly limiter: RateLimiter | null;
+  private readonly meter = new RateMeter();
+  private readonly tickMs: number;
+  private started = false;
+  /** The guest's pause in flight, so a failure meanwhile can wait for it and resume. */
+  private pausing: Promise<Uint8Array> | null = null;
+
+  // figures
+  private round = 0;
+  private transferred = 0;
+  private pageBytes = 0;
+  private remaining = 0;
+  private dirtyRate = 0;
+  private expectedDowntimeMs = 0;
+  private readonly startedAt = Date.now();
+  private endedAt: number | null = null;
+  private setupTimeMs: number | null = null;
+  private pausedAt: number | null = null;
+  private downtimeMs: number | null = null;
+  private switchoverReason: 'downtime' | 'round-limit' | null = null;
+  private digest: string | null = null;
+  private verified = false;
+  private lastRoundBandwidth = 0;
+
+  constructor(
+    readonly guest: Guest,
+    opts: SourceOptions,
+  ) {
+    this.config = opts.config;
+    this.id = opts.id ?? randomUUID();
+    this.events = new MigrationEmitter('source', this.id, guest.uuid);
+    this.tickMs = opts.tickMs ?? DEFAULT_TICK_MS;
+    this.limiter = this.config.maxBandwidth > 0 ? new RateLimiter(this.config.maxBandwidth, this.life) : null;
+    const faults = new Map((opts.faults ?? []).map((f) => [f.channel, f]));
+    const hooks = {
+      state: (ch: SourceChannel, state: ChannelState) =>
+        this.events.emit('channel', { channel: ch.id, state, connection: null, peer: ch.peer }),
+      // The destination usually says why it closed a channel on the main channel; that
+      // explanation, not the bare close (the sockets race), should be the first error.
+      lost: (ch: SourceChannel, err: MigrationError) => void this.life.timeout(LOST_GRACE_MS, () => this.fail(err)),
+    };
+    for (let i = 0; i < this.config.channels; i++) this.channels.push(new SourceChannel(i, hooks, faults.get(i) ?? null));
+  }
+
+  /** Starts the migration; `done` settles when it ends (it never rejects). */
+  start(): this {
+    if (this.started) return this;
+    this.started = true;
+    this.events.emit('state', { state: 'setup', previous: null });
+    this.run().catch((err) => this.fail(err));
+    return this;
+  }
+
+  get done(): Promise<MigrationResult> {
+    return this.result.promise;
+  }
+
+  /** Cancels in any state; harmless after the end and when called twice. */
+  async cancel(reason = 'cancelled by operator'): Promise<MigrationResult> {
+    if (!this.isTerminal() && this.state !== 'cancelling') {
+      const err = new CancelledError(reason);
+      this.setState('cancelling');
+      await this.finish('cancelled', err);
+    }
+    return this.result.promise;
+  }
+
+  private isTerminal(): boolean {
+    return this.state === 'completed' || this.state === 'failed' || this.state === 'cancelled';
+  }
+
+  private setState(state: MigrationState): void {
+    if (this.state === state) return;
+    const previous = this.state;
+    this.state = state;
+    this.events.emit('state', { state, previous });
+  }
+
+  // --- the run ---------------------------------------------------------------------------
+
+  private async run(): Promise<void> {
+    const cfg = this.config;
+    const { host, port } = splitHostPort(cfg.destination);
+    const setupTimer = this.life.timeout(cfg.setupTimeoutMs, () => this.onSetupTimeout());
+    this.hashes = await PageHashes.create(this.guest.blocks);
+    if (this.guest.state === 'created') await this.guest.start();
+
+    // Main channel first; channels follow once the destination has taken the hello, so a
+    // destination never sees our channels before it knows our migration.
+    const main = await this.life.until(connect(host, port, cfg.connectTimeoutMs, (s) => this.life.socket(s), null));
+    this.main = main;
+    main.setNoDelay(true);
+    main.on('data', (chunk: Buffer) => this.onMainData(chunk));
+    main.on('error', () => this.onMainClosed());
+    main.on('close', () => this.onMainClosed());
+    const hello: Hello = {
+      uuid: this.guest.uuid,
+      migrationId: this.id,
+      channels: cfg.channels,
+      pageSize: PAGE_SIZE,
+      slots: PACKET_SLOTS,
+      compression: 'none',
+      blocks: this.guest.blocks.map((b) => ({ name: b.name, size: b.size })),
+    };
+    main.write(encodePreamble());
+    this.sendJson(FrameType.Hello, hello);
+    this.life.interval(this.tickMs, () => this.tick());
+    await this.life.until(this.helloAck.promise);
+
+    await this.life.until(
+      Promise.all(
+        this.channels.map((ch) =>
+          ch
+            .open(host, port, this.guest.uuid, cfg.channels, cfg.connectTimeoutMs, (s) => this.life.socket(s))
+            .then(() => this.checkAccepted(ch)),
+        ),
+      ),
+    );
+    await this.life.until(this.allAccepted.promise);
+    this.life.clear(setupTimer);
+    this.setupTimeMs = Date.now() - this.startedAt;
+    this.setState('active');
+
+    // Pre-copy rounds.
+    for (;;) {
+      this.round++;
+      const sets = this.takePageSets(this.round === 1);
+      const t0 = Date.now();
+      const before = this.transferred;
+      const packer = await this.sendRound(sets);
+      const durationMs = Math.max(1, Date.now() - t0);
+      const bytes = this.transferred - before;
+      this.lastRoundBandwidth = (bytes * 1000) / durationMs;
+      const dirtyPages = this.guest.blocks.reduce((n, b) => n + b.dirty.count(), 0);
+      this.remaining = dirtyPages * PAGE_SIZE;
+      this.dirtyRate = (this.remaining * 1000) / durationMs;
+      this.expectedDowntimeMs = this.lastRoundBandwidth > 0 ? (this.remaining * 1000) / this.lastRoundBandwidth : 0;
+      this.events.emit('round', {
+        round: this.round,
+        pages: packer.pagesPacked,
+        zeroPages: packer.zeroPacked,
+        bytes,
+        durationMs,
+        bandwidth: this.lastRoundBandwidth,
+        dirtyPages,
+        dirtyRate: this.dirtyRate,
+        expectedDowntimeMs: this.expectedDowntimeMs,
+      });
+      const converged = this.expectedDowntimeMs <= cfg.downtimeLimitMs;
+      if (converged || this.round >= cfg.roundLimit) {
+        this.switchoverReason = converged ? 'downtime' : 'round-limit';
+        break;
+      }
+    }
+
+    // Switchover: pause, last pages, device state, digest.
+    this.events.emit('switchover', {
+      reason: this.switchoverReason!,
+      round: this.round,
+      remaining: this.remaining,
+      expectedDowntimeMs: this.expectedDowntimeMs,
+      downtimeLimitMs: cfg.downtimeLimitMs,
+    });
+    this.setState('switchover');
+    this.pausedAt = Date.now();
+    this.pausing = this.guest.pause();
+    const deviceState = await this.life.until(this.pausing);
+    this.round++;
+    await this.sendRound(this.takePageSets(false));
+    this.send(encodeFrame(FrameType.DeviceState, deviceState));
+    this.digest = formatDigest(this.hashes.digest());
+    this.sendJson(FrameType.Complete, { digest: this.digest, round: this.round });
+    const verifyTimer = this.life.timeout(cfg.verifyTimeoutMs, () =>
+      this.fail(new ChannelStalledError(`destination gave no verdict within ${cfg.verifyTimeoutMs} ms of switchover`, { peer: this.mainPeer() })),
+    );
+    const theirs = await this.life.until(this.verdict.promise);
+    this.life.clear(verifyTimer);
+    this.downtimeMs = Date.now() - this.pausedAt;
+    if (theirs !== this.digest) {
+      throw new DigestMismatchError(`destination verified digest ${theirs} but the source's is ${this.digest}`, {
+        peer: this.mainPeer(),
+        expected: this.digest,
+        received: theirs,
+      });
+    }
+    this.verified = true;
+    // The destination runs the guest now: only then does the source stop its copy.
+    await this.finish('completed', null);
+  }
+
+  /** Round 1 sends every page (and forgets earlier dirt); later rounds take the dirty bitmap. */
+  private takePageSets(all: boolean): PageSet[] {
+    return this.guest.blocks.map((b) => {
+      const words = new Uint32Array(b.dirty.wordCount);
+      b.dirty.take(words);
+      return all ? { kind: 'all' as const } : { kind: 'bitmap' as const, words };
+    });
+  }
+
+  /** Sends one round's pages over every channel, then SYNC on each and the marker on main. */
+  private async sendRound(sets: PageSet[]): Promise<RoundPacker> {
+    const packer = new RoundPacker(this.guest.blocks, sets, this.hashes!);
+    this.sendJson(FrameType.RoundStart, { round: this.round });
+    for (const ch of this.channels) ch.setState('streaming');
+    await this.life.until(Promise.all(this.channels.map((ch) => this.pump(ch, packer))));
+    for (const ch of this.channels) {
+      const p = syncPacket(this.packetNum++);
+      ch.write(p);
+      ch.syncs++;
+      this.transferred += p.bytes;
+    }
+    this.sendJson(FrameType.SyncMarker, { round: this.round });
+    return packer;
+  }
+
+  /** One channel takes packets while it can write; others take the rest while it drains. */
+  private async pump(ch: SourceChannel, packer: RoundPacker): Promise<void> {
+    for (;;) {
+      if (this.life.isEnded) return;
+      const p = packer.next(this.packetNum);
+      if (!p) return;
+      this.packetNum++;
+      if (this.limiter) await this.limiter.take(p.bytes);
+      this.transferred += p.bytes;
+      this.pageBytes += p.normalPages * PAGE_SIZE;
+      // A channel lost mid-write waits for the failure its loss reports (see LOST_GRACE_MS).
+      if (!ch.write(p)) await ch.drain().catch(() => this.life.until(NEVER));
+    }
+  }
+
+  // --- main channel --------------------------------------------------------------------
+
+  private send(buf: Uint8Array): void {
+    const m = this.main;
+    if (m && !m.destroyed) m.write(buf);
+  }
+
+  private sendJson(type: number, value: unknown): void {
+    this.send(encodeJsonFrame(type, value));
+  }
+
+  private mainPeer(): string | null {
+    const m = this.main;
+    return m?.remoteAddress ? `${m.remoteAddress}:${m.remotePort}` : null;
+  }
+
+  private onMainData(chunk: Buffer): void {
+    let frames: Frame[];
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (err) {
+      this.fail(asMigrationError(err, { peer: this.mainPeer() }));
+      return;
+    }
+    for (const f of frames) {
+      try {
+        this.onFrame(f);
+      } catch (err) {
+        this.fail(asMigrationError(err, { peer: this.mainPeer() }));
+        return;
+      }
+    }
+  }
+
+  private parse<S extends z.ZodType>(schema: S, f: Frame): z.infer<S> {
+    const r = schema.safeParse(decodeJsonPayload(f));
+    if (!r.success) {
+      throw new MainBadFrameError(`main channel from ${this.mainPeer()}: malformed frame 0x${f.type.toString(16)}: ${r.error.issues[0]?.message}`, {
+        peer: this.mainPeer(),
+        field: r.error.issues[0]?.path.join('.') ?? null,
+      });
+    }
+    return r.data;
+  }
+
+  private onFrame(f: Frame): void {
+    switch (f.type) {
+      case FrameType.HelloAck:
+        this.helloAck.resolve();
+        return;
+      case FrameType.ChannelAccepted: {
+        const a = this.parse(ChannelAcceptedSchema, f);
+        const ch = this.channels[a.channel];
+        if (!ch || ch.times.accepted !== null) return;
+        ch.acceptedAs = a.peer;
+        this.checkAccepted(ch);
+        return;
+      }
+      case FrameType.ChannelRejected: {
+        const r = this.parse(ChannelRejectedSchema, f);
+        const err = MigrationError.fromJSON(r);
+        // Ours, when the refused connection came from one of our channel sockets; otherwise
+        // a stray connection the destination lists as a possible cause.
+        const ch = this.channels.find((c) => samePeer(c.local, r.peer));
+        this.events.emit('channel-rejected', MigrationEmitter.failure(err));
+        if (ch) {
+          ch.times.rejected = Date.now();
+          ch.error = r;
+          ch.setState('rejected');
+          this.fail(err);
+        } else {
+          this.strays.push(err);
+        }
+        return;
+      }
+      case FrameType.SyncDone: {
+        const { round } = this.parse(RoundSchema, f);
+        if (round === this.round && this.state === 'active') for (const ch of this.channels) ch.setState('synced');
+        return;
+      }
+      case FrameType.Verified:
+        this.verdict.resolve(this.parse(VerifiedSchema, f).digest);
+        return;
+      case FrameType.Failed:
+        this.fail(MigrationError.fromJSON(this.parse(FailedSchema, f)));
+        return;
+      case FrameType.Abort: {
+        const a = this.parse(AbortSchema, f);
+        this.fail(new RemoteFailedError(`destination aborted: ${a.message}`, { peer: this.mainPeer(), received: a.code }));
+        return;
+      }
+      default:
+        throw new MainBadFrameError(`main channel from ${this.mainPeer()}: unexpected frame type 0x${f.type.toString(16)}`, {
+          peer: this.mainPeer(),
+          received: `0x${f.type.toString(16)}`,
+        });
+    }
+  }
+
+  /**
+   * The destination accepted a connection as this channel: ours only if it came from our
+   * socket. Another connection accepted under our id took our place (an impostor or a
+   * stale channel): refuse to stream to a destination that mixes channels.
+   */
+  private checkAccepted(ch: SourceChannel): void {
+    if (ch.acceptedAs === undefined || ch.local === null || ch.times.accepted !== null) return;
+    if (!samePeer(ch.local, ch.acceptedAs)) {
+      this.fail(
+        new ChannelIdDuplicateError(
+          `channel ${ch.id}: the destination accepted another connection (${ch.acceptedAs}) as channel ${ch.id}, not ours (${ch.local})`,
+          { channel: ch.id, peer: this.mainPeer(), expected: ch.local, received: ch.acceptedAs },
+        ),
+      );
+      return;
+    }
+    ch.times.accepted = Date.now();
+    ch.setState('accepted');
+    if (++this.accepted === this.channels.length) this.allAccepted.resolve();
+  }
+
+  private onMainClosed(): void {
+    if (this.isTerminal() || this.state === 'cancelling') return;
+    this.fail(new MainClosedError(`main channel to ${this.mainPeer() ?? this.config.destination}: closed by the destination`, { peer: this.mainPeer() }));
+  }
+
+  private onSetupTimeout(): void {
+    const missing = this.channels.filter((c) => c.times.accepted === null).map((c) => c.id);
+    const ms = this.config.setupTimeoutMs;
+    const cause = this.strays.length
+      ? `; the destination refused meanwhile: ${this.strays.map((e) => `${e.code} from ${e.peer}`).join(', ')}`
+      : '';
+    const err =
+      this.helloAck.settled
+        ? new ChannelSetupTimeoutError(
+            `${missing.length} of ${this.channels.length} channels not accepted within ${ms} ms: missing ${missing.join(', ')}${cause}`,
+            { missing, expected: `${this.channels.length} channels accepted`, received: `${this.accepted}` },
+          )
+        : new ChannelSetupTimeoutError(`destination ${this.config.destination} did not take the main channel's hello within ${ms} ms`, {
+            missing,
+            peer: this.mainPeer(),
+          });
+    this.fail(err);
+  }
+
+  // --- stats -----------------------------------------------------------------------------
+
+  private tick(): void {
+    const now = Date.now();
+    let moving = false;
+    for (const ch of this.channels) if (ch.tick(now)) moving = true;
+    this.meter.sample(now, this.channels.reduce((n, c) => n + c.flushed, 0));
+    if (this.state === 'active' || this.state === 'switchover') {
+      const limit = this.config.noProgressTimeoutMs;
+      for (const ch of this.channels) {
+        const stuck = now - ch.lastProgress;
+        ch.slow = stuck > Math.min(limit, 1000) && (ch.socket?.writableLength ?? 0) > 0;
+        if (stuck > limit) {
+          this.fail(
+            new ChannelStalledError(
+              `channel ${ch.id}${ch.peer ? ` to ${ch.peer}` : ''}: no progress for ${stuck} ms${moving ? ' while other channels move' : ''}`,
+              { channel: ch.id, peer: ch.peer, expected: `progress within ${limit} ms`, received: `none for ${stuck} ms` },
+            ),
+          );
+          return;
+        }
+      }
+    }
+    this.events.emit('progress', { snapshot: this.snapshot() });
+  }
+
+  snapshot(): MigrationSnapshot {
+    const rate = this.meter.rate();
+    return {
+      id: this.id,
+      uuid: this.guest.uuid,
+      role: 'source',
+      state: this.state,
+      peer: this.config.destination,
+      channelCount: this.channels.length,
+      round: this.round,
+      ramSize: this.guest.ramSize,
+      transferred: this.transferred,
+      pageBytes: this.pageBytes,
+      remaining: this.remaining,
+      dirtyRate: this.dirtyRate,
+      transferRate: rate,
+      convergence: this.lastRoundBandwidth > 0 ? this.dirtyRate / this.lastRoundBandwidth : 0,
+      expectedDowntimeMs: this.expectedDowntimeMs,
+      downtimeMs: this.downtimeMs,
+      setupTimeMs: this.setupTimeMs,
+      totalTimeMs: this.endedAt === null ? null : this.endedAt - this.startedAt,
+      startedAt: this.startedAt,
+      endedAt: this.endedAt,
+      switchoverReason: this.switchoverReason,
+      digest: this.digest,
+      verified: this.verified,
+      channels: this.channels.map((c) => c.snapshot()),
+      error: this.error ? this.error.toJSON() : null,
+    };
+  }
+
+  // --- ending ----------------------------------------------------------------------------
+
+  /** First error wins; later ones are consequences of the teardown. */
+  private fail(err: unknown): void {
+    if (this.isTerminal() || this.error) return;
+    const e = asMigrationError(err);
+    void this.finish(e.code === 'MIGRATION_CANCELLED' ? 'cancelled' : 'failed', e);
+  }
+
+  private async finish(state: 'completed' | 'failed' | 'cancelled', err: MigrationError | null): Promise<void> {
+    if (this.endedAt !== null) return;
+    this.endedAt = Date.now();
+    this.error = err;
+    const m = this.main;
+    if (m && !m.destroyed) {
+      // Closed gracefully, so a last frame is not lost to a reset.
+      this.life.release(m);
+      const t = setTimeout(() => m.destroy(), 2000);
+      t.unref();
+      m.once('close', () => clearTimeout(t));
+      // Tell the destination why, so it discards at once instead of waiting for a timeout.
+      if (err && m.writable) m.end(encodeJsonFrame(FrameType.Abort, { code: err.code, message: err.message }));
+      else m.end();
+    }
+    if (err) {
+      for (const ch of this.channels) {
+        if (ch.state !== 'rejected' && ch.state !== 'closed') {
+          ch.error ??= ch.id === err.channel ? err.toJSON() : null;
+          ch.setState(ch.id === err.channel ? 'failed' : 'closed');
+        }
+      }
+    }
+    for (const ch of this.channels) ch.retire();
+    this.life.end(err ?? new CancelledError('migration ended'));
+    if (state === 'completed') {
+      for (const ch of this.channels) ch.setState('closed');
+      await this.guest.stop().catch(() => {});
+    } else {
+      if (this.pausing) await this.pausing.catch(() => {});
+      // The guest was paused for switchover: it carries on, unchanged, here.
+      if (this.guest.state === 'paused') await this.guest.resume().catch(() => {});
+    }
+    this.setState(state);
+    if (state === 'completed') {
+      this.events.emit('completed', {
+        verified: true,
+        digest: this.digest!,
+        rounds: this.round,
+        transferred: this.transferred,
+        downtimeMs: this.downtimeMs,
+        setupTimeMs: this.setupTimeMs,
+        totalTimeMs: this.endedAt - this.startedAt,
+      });
+    } else {
+      this.events.emit(state, MigrationEmitter.failure(err!));
+    }
+    this.events.emit('progress', { snapshot: this.snapshot() });
+    this.result.resolve({ state, error: err, snapshot: this.snapshot() });
+  }
+}
+
+/** Same endpoint, whether a side writes IPv4 as a v4-mapped IPv6 address or not. */
+function samePeer(a: string | null, b: string | null): boolean {
+  if (!a || !b) return false;
+  const norm = (s: string) => s.replace(/^::ffff:/, '').replace(/^\[::ffff:(.*)\]/, '$1');
+  return norm(a) === norm(b);
+}

@@ -1,0 +1,39 @@
+/**
+ * Small helpers shared by the CLI commands: typed option parsing with usage errors
+ * (exit 2) and the event sink (ndjson on stdout, or human output on stderr).
+ */
+import { ConfigInvalidError } from '../../lib/errors';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILED = 1;
+export const EXIT_USAGE = 2;
+
+/** A bad command line: printed with the command's usage, exit 2. */
+export class UsageError extends ConfigInvalidError {}
+
+export function int(name: string, v: string | undefined, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be a whole number from ${min} to ${max}, got "${v}"`);
+  return n;
+}
+
+export function ms(name: string, v: string | undefined): number | undefined {
+  return int(name, v, 1, 86_400_000);
+}
+
+/** Runs a parser from lib (which throws ConfigInvalidError) and names the flag. */
+export function parsed<T>(name: string, v: string | undefined, parse: (s: string) => T): T | undefined {
+  if (v === undefined) return undefined;
+  try {
+    return parse(v);
+  } catch (err) {
+    throw new UsageError(`--${name}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+export function oneOf<T extends string>(name: string, v: string | undefined, values: readonly T[]): T | undefined {
+  if (v === undefined) return undefined;
+  if (!(values as readonly string[]).includes(v)) throw new UsageError(`--${name} must be one of ${values.join(', ')}, got "${v}"`);
+  return v as T;
+}

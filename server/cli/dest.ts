@@ -1,0 +1,95 @@
+/**
+ * `multifd dest`: serves incoming migrations one after another (several at once when they
+ * are of different guests) until interrupted. A failed one is reported and the next is
+ * served. With --once it exits after the first: 0 when verified, 1 otherwise.
+ */
+import { parseArgs } from 'node:util';
+import { Destination, splitHostPort, joinHostPort } from '../../lib/engine';
+import type { Guest } from '../../lib/guest';
+import { formatBytes } from '../../lib/guest';
+import { EXIT_FAILED, EXIT_OK, UsageError, int, ms, oneOf, parsed } from './args';
+import { makeOutput } from './output';
+import { uuidToBytes } from '../../lib/protocol';
+
+export const DEST_USAGE = `usage: multifd dest --listen HOST:PORT [options]
+
+  --listen HOST:PORT          where to accept the main and multifd channels (port 0: any)
+  --channels N                expected channel count; a source opening another count is refused
+  --uuid UUID                 expected guest UUID; channels are checked as soon as they arrive
+  --timeout-ms MS             handshake and channel-setup timeout (default 10000)
+  --handshake-timeout-ms MS   first bytes of each connection (default: --timeout-ms)
+  --no-progress-timeout-ms MS a channel holding up a sync round fails the migration (default 10000)
+  --once                      exit after the first migration: 0 when verified, 1 otherwise
+  --events ndjson             one JSON event per line on stdout (first line: {"type":"listening"})
+`;
+
+export async function destCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      listen: { type: 'string' },
+      channels: { type: 'string' },
+      uuid: { type: 'string' },
+      'timeout-ms': { type: 'string' },
+      'handshake-timeout-ms': { type: 'string' },
+      'no-progress-timeout-ms': { type: 'string' },
+      'tick-ms': { type: 'string' },
+      once: { type: 'boolean' },
+      events: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(DEST_USAGE);
+    return EXIT_OK;
+  }
+  if (!values.listen) throw new UsageError('--listen HOST:PORT is required');
+  const { host, port } = parsed('listen', values.listen, (s) => splitHostPort(s, '--listen'))!;
+  if (values.uuid !== undefined) parsed('uuid', values.uuid, uuidToBytes);
+  const timeout = ms('timeout-ms', values['timeout-ms']) ?? 10_000;
+  const mode = oneOf('events', values.events, ['ndjson'] as const) ?? 'human';
+  const out = makeOutput(mode);
+  const dest = new Destination({
+    host,
+    port,
+    channels: int('channels', values.channels, 1, 255) ?? null,
+    uuid: values.uuid ?? null,
+    setupTimeoutMs: timeout,
+    handshakeTimeoutMs: ms('handshake-timeout-ms', values['handshake-timeout-ms']) ?? timeout,
+    noProgressTimeoutMs: ms('no-progress-timeout-ms', values['no-progress-timeout-ms']),
+    tickMs: int('tick-ms', values['tick-ms'], 10, 10_000),
+  });
+  dest.onEvent((e) => out.event(e));
+  const arrived: Guest[] = [];
+  let finish!: (code: number) => void;
+  const exit = new Promise<number>((resolve) => (finish = resolve));
+  dest.onMigration((m) => {
+    void m.done.then((r) => {
+      if (r.guest) {
+        arrived.push(r.guest);
+        out.info(
+          { type: 'guest-running', uuid: r.guest.uuid, ramSize: r.guest.ramSize },
+          `guest ${r.guest.uuid} (${formatBytes(r.guest.ramSize)}) is running here`,
+        );
+      }
+      if (values.once) finish(r.state === 'completed' ? EXIT_OK : EXIT_FAILED);
+    });
+  });
+  const addr = await dest.listen();
+  out.info({ type: 'listening', address: joinHostPort(addr.host, addr.port) }, `multifd dest: listening on ${joinHostPort(addr.host, addr.port)}`);
+  // Interrupted while serving is how a long-running dest ends, not a failure.
+  const onSignal = () => finish(EXIT_OK);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    return await exit;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await dest.close();
+    await Promise.all(arrived.map((g) => g.stop()));
+    out.close();
+  }
+}

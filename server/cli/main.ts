@@ -1,0 +1,50 @@
+/**
+ * The `multifd` command line: `multifd dest`, `multifd migrate`.
+ */
+import { isMigrationError } from '../../lib/errors';
+import { EXIT_FAILED, EXIT_USAGE, UsageError } from './args';
+import { DEST_USAGE, destCommand } from './dest';
+import { MIGRATE_USAGE, migrateCommand } from './migrate';
+
+const USAGE = `usage: multifd <command> [options]
+
+commands:
+  dest      receive migrations:   multifd dest --listen 127.0.0.1:4444 --channels 8
+  migrate   migrate a guest:      multifd migrate --to 127.0.0.1:4444 --channels 8 --ram-size 1GiB
+
+'multifd <command> --help' shows a command's options.
+`;
+
+const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage: string }> = {
+  dest: { run: destCommand, usage: DEST_USAGE },
+  migrate: { run: migrateCommand, usage: MIGRATE_USAGE },
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(USAGE);
+    return name ? 0 : EXIT_USAGE;
+  }
+  const cmd = COMMANDS[name];
+  if (!cmd) {
+    process.stderr.write(`multifd: unknown command "${name}"\n\n${USAGE}`);
+    return EXIT_USAGE;
+  }
+  try {
+    return await cmd.run(rest);
+  } catch (err) {
+    // parseArgs throws TypeErrors with codes like ERR_PARSE_ARGS_UNKNOWN_OPTION.
+    const code = (err as { code?: string }).code ?? '';
+    if (err instanceof UsageError || code.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`multifd ${name}: ${(err as Error).message}\n\n${cmd.usage}`);
+      return EXIT_USAGE;
+    }
+    if (isMigrationError(err) && err.code === 'MIGRATION_CONFIG_INVALID') {
+      process.stderr.write(`multifd ${name}: ${err.message}\n`);
+      return EXIT_USAGE;
+    }
+    process.stderr.write(`multifd ${name}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return EXIT_FAILED;
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * `multifd migrate`: runs a built-in guest and migrates it to a destination.
+ * Exit 0 when the destination confirmed the digest, 1 when it failed or was cancelled,
+ * 2 on bad usage.
+ */
+import { parseArgs } from 'node:util';
+import { GuestConfigSchema, MigrationConfigSchema, formatIssues } from '../../lib/contracts';
+import { SourceMigration, parseFault, splitHostPort, type Fault } from '../../lib/engine';
+import { Guest, parseBytesPerSecond, parseSize, parseWorkload } from '../../lib/guest';
+import { EXIT_FAILED, EXIT_OK, UsageError, int, ms, oneOf, parsed } from './args';
+import { makeOutput } from './output';
+
+export const MIGRATE_USAGE = `usage: multifd migrate --to HOST:PORT [options]
+
+  --to HOST:PORT              destination (a 'multifd dest' listener)
+  --channels N                multifd channels, 1..255 (default 4)
+  --uuid UUID                 guest UUID (default: a random v4 UUID)
+  --ram-size SIZE             guest RAM, e.g. 256MiB, 1GiB, 2G (default 256MiB)
+  --fill random|zero          initial RAM contents (default random)
+  --workload W                idle | random:RATE[:WS] | random:max | hotset:SIZE[:RATE] | sweep[:RATE]
+                              (bare rate = MiB/s; default idle)
+  --max-bandwidth RATE        cap, bytes/s or e.g. 512MiB/s (default uncapped)
+  --downtime-limit MS         switch over when expected downtime is under this (default 300)
+  --round-limit N             switch over after N rounds at most (default 30)
+  --timeout-ms MS             channel-setup timeout (default 10000)
+  --connect-timeout-ms MS     per connection (default 10000)
+  --no-progress-timeout-ms MS a channel that stops moving fails the migration (default 10000)
+  --verify-timeout-ms MS      wait for the destination's verdict (default 60000)
+  --inject chK:KIND[:ARG]     inject a fault on channel K (repeatable): uuid, dup, id-N, id-big,
+                              magic, version, truncate[:BYTES], stall
+  --events ndjson             one JSON event per line on stdout
+`;
+
+export async function migrateCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      to: { type: 'string' },
+      channels: { type: 'string' },
+      uuid: { type: 'string' },
+      'ram-size': { type: 'string' },
+      fill: { type: 'string' },
+      workload: { type: 'string' },
+      'max-bandwidth': { type: 'string' },
+      'downtime-limit': { type: 'string' },
+      'round-limit': { type: 'string' },
+      'timeout-ms': { type: 'string' },
+      'connect-timeout-ms': { type: 'string' },
+      'no-progress-timeout-ms': { type: 'string' },
+      'verify-timeout-ms': { type: 'string' },
+      'tick-ms': { type: 'string' },
+      inject: { type: 'string', multiple: true },
+      events: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(MIGRATE_USAGE);
+    return EXIT_OK;
+  }
+  if (!values.to) throw new UsageError('--to HOST:PORT is required');
+  parsed('to', values.to, (s) => splitHostPort(s, '--to'));
+  const workload = values.workload ?? 'idle';
+  parsed('workload', workload, parseWorkload);
+  const cfgIn = {
+    destination: values.to,
+    channels: int('channels', values.channels, 1, 255),
+    maxBandwidth: parsed('max-bandwidth', values['max-bandwidth'], parseBytesPerSecond),
+    downtimeLimitMs: ms('downtime-limit', values['downtime-limit']),
+    roundLimit: int('round-limit', values['round-limit'], 1, 10_000),
+    setupTimeoutMs: ms('timeout-ms', values['timeout-ms']),
+    connectTimeoutMs: ms('connect-timeout-ms', values['connect-timeout-ms']),
+    noProgressTimeoutMs: ms('no-progress-timeout-ms', values['no-progress-timeout-ms']),
+    verifyTimeoutMs: ms('verify-timeout-ms', values['verify-timeout-ms']),
+  };
+  const cfg = MigrationConfigSchema.safeParse(cfgIn);
+  if (!cfg.success) throw new UsageError(formatIssues(cfg.error));
+  const guestCfg = GuestConfigSchema.safeParse({
+    uuid: values.uuid,
+    ramSize: parsed('ram-size', values['ram-size'], parseSize),
+    fill: oneOf('fill', values.fill, ['random', 'zero'] as const),
+    workload,
+  });
+  if (!guestCfg.success) throw new UsageError(formatIssues(guestCfg.error));
+  const faults: Fault[] = (values.inject ?? []).map((s) => parsed('inject', s, (x) => parseFault(x, cfg.data.channels))!);
+  const mode = oneOf('events', values.events, ['ndjson'] as const) ?? 'human';
+  const tickMs = int('tick-ms', values['tick-ms'], 10, 10_000);
+
+  const out = makeOutput(mode);
+  const g = guestCfg.data;
+  const guest = await Guest.create({ uuid: g.uuid, ramSize: g.ramSize, fill: g.fill, workload: parseWorkload(g.workload) });
+  await guest.start();
+  const m = new SourceMigration(guest, { config: cfg.data, faults, tickMs });
+  m.events.on((e) => out.event(e));
+  const onSignal = () => void m.cancel('interrupted');
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    m.start();
+    const r = await m.done;
+    out.close();
+    return r.state === 'completed' ? EXIT_OK : EXIT_FAILED;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await guest.stop();
+  }
+}
