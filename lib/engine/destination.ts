@@ -12,6 +12,7 @@ import {
   ChannelIdDuplicateError,
   ChannelHandshakeTimeoutError,
   ChannelShortHandshakeError,
+  ChannelStaleError,
   ChannelUuidMismatchError,
   ConfigInvalidError,
   MainBadFrameError,
@@ -74,6 +75,8 @@ export class Destination {
   private nextConnection = 0;
   private readonly migrations = new Map<string, IncomingMigration>();
   private readonly held: Held[] = [];
+  /** Migrations that ended lately, by uuid: their late channels are stale, not strays. */
+  private readonly ended = new Map<string, { id: string; at: number }>();
   private readonly open = new Set<Connection>();
   private readonly listeners = new Set<EventListener>();
   private readonly migrationListeners = new Set<(m: IncomingMigration) => void>();
@@ -329,7 +332,9 @@ export class Destination {
     for (const fn of this.migrationListeners) fn(m);
     m.begin();
     void m.done.then(() => {
-      if (this.migrations.get(hello.uuid) === m) this.migrations.delete(hello.uuid);
+      if (this.migrations.get(hello.uuid) !== m) return;
+      this.migrations.delete(hello.uuid);
+      this.ended.set(hello.uuid, { id: m.id, at: Date.now() });
     });
     conn.reader.use({ next: () => MAIN_SCRATCH, advance: (n) => m.mainBytes(MAIN_SCRATCH.subarray(0, n)) });
     conn.reader.start();
@@ -426,6 +431,17 @@ export class Destination {
       drop(conn);
       return;
     }
+    const ended = this.recentlyEnded(uuid);
+    if (ended) {
+      // A channel of an attempt that already ended (its source gave up while it was in flight).
+      const err = new ChannelStaleError(
+        `${channelPrefix({ ...ctx, channel: hs.id })}belongs to migration ${ended.id} of guest ${uuid}, which ended ${Date.now() - ended.at} ms ago`,
+        { ...ctx, channel: hs.id, expected: 'a migration in setup', received: `channel of ended migration ${ended.id}` },
+      );
+      this.report(err, null, false);
+      drop(conn);
+      return;
+    }
     const inSetup = [...this.migrations.values()].filter((x) => x.isSetup);
     // With exactly one migration in setup, a channel that is not its own is its fault, as
     // in QEMU; with several, it may belong to a migration not yet announced: hold it.
@@ -481,6 +497,12 @@ export class Destination {
     });
     // Several migrations in setup: none is failed, each lists it as a possible cause.
     for (const m of inSetup) m.rejections.push({ ...new ChannelUuidMismatchError(`connection #${conn.number} from ${conn.peer}: uuid ${uuid} matches no migration in setup (held)`, { channel: hs.id, connection: conn.number, peer: conn.peer, received: uuid }).toJSON(), at: Date.now() });
+  }
+
+  private recentlyEnded(uuid: string): { id: string; at: number } | null {
+    const now = Date.now();
+    for (const [u, e] of this.ended) if (now - e.at > this.opts.setupTimeoutMs) this.ended.delete(u);
+    return this.ended.get(uuid) ?? null;
   }
 
   private unhold(h: Held): void {

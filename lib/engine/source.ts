@@ -73,6 +73,8 @@ const DEFAULT_TICK_MS = 250;
 const NEVER = new Promise<never>(() => {});
 /** How long a closed channel waits for the main channel's explanation before it is the error. */
 export const LOST_GRACE_MS = 250;
+/** How long an ending migration waits for the destination to close the main channel. */
+const MAIN_CLOSE_GRACE_MS = 2000;
 
 export class SourceMigration {
   readonly id: string;
@@ -387,13 +389,19 @@ export class SourceMigration {
         // Ours, when the refused connection came from one of our channel sockets; otherwise
         // a stray connection the destination lists as a possible cause.
         const ch = this.channels.find((c) => samePeer(c.local, r.peer));
-        this.events.emit('channel-rejected', MigrationEmitter.failure(err));
         if (ch) {
+          // The destination could not tell which channel sent these bytes; we can.
+          const ours =
+            r.channel === null
+              ? MigrationError.fromJSON({ ...r, channel: ch.id, message: `channel ${ch.id}: refused by the destination: ${r.message}` })
+              : err;
+          this.events.emit('channel-rejected', MigrationEmitter.failure(ours));
           ch.times.rejected = Date.now();
-          ch.error = r;
+          ch.error = ours.toJSON();
           ch.setState('rejected');
-          this.fail(err);
+          this.fail(ours);
         } else {
+          this.events.emit('channel-rejected', MigrationEmitter.failure(err));
           this.strays.push(err);
         }
         return;
@@ -538,15 +546,23 @@ export class SourceMigration {
     this.endedAt = Date.now();
     this.error = err;
     const m = this.main;
+    let mainClosed: Promise<void> = Promise.resolve();
     if (m && !m.destroyed) {
-      // Closed gracefully, so a last frame is not lost to a reset.
+      // Closed gracefully, so a last frame is not lost to a reset; `done` waits until the
+      // destination has let go (bounded), so a retry of the same guest is not refused as busy.
       this.life.release(m);
-      const t = setTimeout(() => m.destroy(), 2000);
-      t.unref();
-      m.once('close', () => clearTimeout(t));
+      mainClosed = new Promise<void>((resolve) => {
+        const t = setTimeout(() => m.destroy(), MAIN_CLOSE_GRACE_MS);
+        t.unref();
+        m.once('close', () => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
       // Tell the destination why, so it discards at once instead of waiting for a timeout.
       if (err && m.writable) m.end(encodeJsonFrame(FrameType.Abort, { code: err.code, message: err.message }));
       else m.end();
+      m.resume();
     }
     if (err) {
       for (const ch of this.channels) {
@@ -566,6 +582,7 @@ export class SourceMigration {
       // The guest was paused for switchover: it carries on, unchanged, here.
       if (this.guest.state === 'paused') await this.guest.resume().catch(() => {});
     }
+    await mainClosed;
     this.setState(state);
     if (state === 'completed') {
       this.events.emit('completed', {

@@ -19,6 +19,7 @@ export const ERROR_CODES = [
   'MIGRATION_CHANNEL_STALLED',
   'MIGRATION_CHANNEL_CLOSED',
   'MIGRATION_CHANNEL_REJECTED',
+  'MIGRATION_CHANNEL_STALE',
   // RAM packets
   'MIGRATION_PACKET_BAD_HEADER',
   'MIGRATION_PACKET_OFFSET_OUT_OF_RANGE',
@@ -150,6 +151,7 @@ export class ChannelHandshakeTimeoutError extends define('MIGRATION_CHANNEL_HAND
 export class ChannelStalledError extends define('MIGRATION_CHANNEL_STALLED', 'channel made no progress') {}
 export class ChannelClosedError extends define('MIGRATION_CHANNEL_CLOSED', 'channel closed mid-stream') {}
 export class ChannelRejectedError extends define('MIGRATION_CHANNEL_REJECTED', 'destination rejected the channel') {}
+export class ChannelStaleError extends define('MIGRATION_CHANNEL_STALE', 'channel of a migration that already ended') {}
 export class PacketBadHeaderError extends define('MIGRATION_PACKET_BAD_HEADER', 'bad packet header') {}
 export class PacketOffsetOutOfRangeError extends define('MIGRATION_PACKET_OFFSET_OUT_OF_RANGE', 'page offset outside the ramblock') {}
 export class PacketUnknownRamblockError extends define('MIGRATION_PACKET_UNKNOWN_RAMBLOCK', 'unknown ramblock') {}
@@ -178,6 +180,7 @@ const ERROR_CLASSES: Partial<Record<ErrorCode, Ctor>> = {
   MIGRATION_CHANNEL_STALLED: ChannelStalledError,
   MIGRATION_CHANNEL_CLOSED: ChannelClosedError,
   MIGRATION_CHANNEL_REJECTED: ChannelRejectedError,
+  MIGRATION_CHANNEL_STALE: ChannelStaleError,
   MIGRATION_PACKET_BAD_HEADER: PacketBadHeaderError,
   MIGRATION_PACKET_OFFSET_OUT_OF_RANGE: PacketOffsetOutOfRangeError,
   MIGRATION_PACKET_UNKNOWN_RAMBLOCK: PacketUnknownRamblockError,
