@@ -3,6 +3,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { MigrationEventSchema } from '../contracts';
 import { parseWorkload } from '../guest';
 import { MiB, fullDigest, makeGuest, migrate, startDest, type TestDest } from './test-support';
 
@@ -32,6 +33,12 @@ describe('migration end to end', () => {
       assert.equal(snap.channels.length, channels);
       for (const c of snap.channels) assert.ok(c.pages > 0, `channel ${c.id} carried pages`);
       assert.equal(guest.state, 'stopped', 'source stops its copy only after the verdict');
+      // Every event, of both sides, is what lib/contracts says it is.
+      for (const e of [...run.events, ...td.events]) MigrationEventSchema.parse(e);
+      assert.deepEqual(
+        run.events.filter((e) => e.type === 'state').map((e) => e.type === 'state' && e.state),
+        ['setup', 'active', 'switchover', 'completed'],
+      );
       assert.equal(arrived.state, 'running', 'the guest runs where it arrived');
       await arrived.stop();
     });

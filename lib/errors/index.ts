@@ -18,7 +18,6 @@ export const ERROR_CODES = [
   'MIGRATION_CHANNEL_HANDSHAKE_TIMEOUT',
   'MIGRATION_CHANNEL_STALLED',
   'MIGRATION_CHANNEL_CLOSED',
-  'MIGRATION_CHANNEL_REJECTED',
   'MIGRATION_CHANNEL_STALE',
   // RAM packets
   'MIGRATION_PACKET_BAD_HEADER',
@@ -150,7 +149,6 @@ export class ChannelSetupTimeoutError extends define('MIGRATION_CHANNEL_SETUP_TI
 export class ChannelHandshakeTimeoutError extends define('MIGRATION_CHANNEL_HANDSHAKE_TIMEOUT', 'connection sent no handshake in time') {}
 export class ChannelStalledError extends define('MIGRATION_CHANNEL_STALLED', 'channel made no progress') {}
 export class ChannelClosedError extends define('MIGRATION_CHANNEL_CLOSED', 'channel closed mid-stream') {}
-export class ChannelRejectedError extends define('MIGRATION_CHANNEL_REJECTED', 'destination rejected the channel') {}
 export class ChannelStaleError extends define('MIGRATION_CHANNEL_STALE', 'channel of a migration that already ended') {}
 export class PacketBadHeaderError extends define('MIGRATION_PACKET_BAD_HEADER', 'bad packet header') {}
 export class PacketOffsetOutOfRangeError extends define('MIGRATION_PACKET_OFFSET_OUT_OF_RANGE', 'page offset outside the ramblock') {}
@@ -179,7 +177,6 @@ const ERROR_CLASSES: Partial<Record<ErrorCode, Ctor>> = {
   MIGRATION_CHANNEL_HANDSHAKE_TIMEOUT: ChannelHandshakeTimeoutError,
   MIGRATION_CHANNEL_STALLED: ChannelStalledError,
   MIGRATION_CHANNEL_CLOSED: ChannelClosedError,
-  MIGRATION_CHANNEL_REJECTED: ChannelRejectedError,
   MIGRATION_CHANNEL_STALE: ChannelStaleError,
   MIGRATION_PACKET_BAD_HEADER: PacketBadHeaderError,
   MIGRATION_PACKET_OFFSET_OUT_OF_RANGE: PacketOffsetOutOfRangeError,
