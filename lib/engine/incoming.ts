@@ -43,6 +43,8 @@ import type { z } from 'zod';
 
 /** How long a closed channel waits for the main channel's explanation before it is the error. */
 const LOST_GRACE_MS = 250;
+/** Main-channel frames queued behind a barrier before the main socket stops being read. */
+const MAX_QUEUED_FRAMES = 64;
 
 export interface IncomingOptions {
   setupTimeoutMs: number;
@@ -169,6 +171,7 @@ export class IncomingMigration {
   private accepted = 0;
   private readonly queue: Frame[] = [];
   private processing = false;
+  private mainHeld = false;
   private readonly result = new Deferred<IncomingResult>();
   private error: MigrationError | null = null;
   private deviceState: Uint8Array | null = null;
@@ -254,6 +257,11 @@ export class IncomingMigration {
   enqueue(frames: Frame[]): void {
     if (frames.length === 0) return;
     this.queue.push(...frames);
+    // Frames wait behind a sync barrier; a source that keeps sending is held back by TCP.
+    if (this.queue.length >= MAX_QUEUED_FRAMES && !this.mainHeld) {
+      this.mainHeld = true;
+      this.main.reader.pause();
+    }
     if (!this.processing) void this.processQueue();
   }
 
@@ -306,6 +314,10 @@ export class IncomingMigration {
     try {
       while (this.queue.length > 0 && !this.isTerminal) {
         await this.onFrame(this.queue.shift()!);
+        if (this.mainHeld && this.queue.length < MAX_QUEUED_FRAMES / 2 && !this.isTerminal) {
+          this.mainHeld = false;
+          this.main.reader.start();
+        }
       }
     } catch (err) {
       this.fail(err);
@@ -495,6 +507,9 @@ export class IncomingMigration {
     if (err) void this.guest.stop().catch(() => {});
     this.marker?.released.reject(err);
     this.setState(state);
+    // The final snapshot, then the terminal event: the last event of a migration (DESIGN 7.1).
+    const snapshot = this.snapshot();
+    this.events.emit('progress', { snapshot });
     if (state === 'completed') {
       this.events.emit('completed', {
         verified: true,
@@ -508,8 +523,6 @@ export class IncomingMigration {
     } else {
       this.events.emit(state, MigrationEmitter.failure(err!));
     }
-    const snapshot = this.snapshot();
-    this.events.emit('progress', { snapshot });
     this.result.resolve({ state, error: err, guest: state === 'completed' ? this.guest : null, snapshot });
   }
 

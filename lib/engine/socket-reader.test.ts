@@ -20,6 +20,8 @@ describe('SocketReader', () => {
     const target = new Uint8Array(payload.length - 16);
     const head = new Uint8Array(16);
     let reader!: SocketReader;
+    let server!: net.Socket;
+    let srvClose!: () => Promise<void>;
     let regionsOffered = 0;
     const done = new Promise<void>((resolve, reject) => {
       let filled = 0;
@@ -35,6 +37,7 @@ describe('SocketReader', () => {
       };
       void (async () => {
         const srv = await serve((s) => {
+          server = s;
           reader = new SocketReader(
             s,
             new FixedReader(head, () => {
@@ -50,13 +53,15 @@ describe('SocketReader', () => {
             { onError: reject },
           );
           reader.start();
-          s.on('close', () => void srv.close());
         });
+        srvClose = srv.close;
         const c = net.connect(srv.port, '127.0.0.1', () => c.end(payload));
         c.on('error', reject);
       })();
     });
     await done;
+    server.destroy();
+    await srvClose();
     assert.equal(reader.zeroCopy, true, 'the onread slots were found: no copy on this Node');
     assert.ok(Buffer.from(head).equals(payload.subarray(0, 16)));
     assert.ok(Buffer.from(target).equals(payload.subarray(16)), 'every byte where it belongs');

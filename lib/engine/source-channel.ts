@@ -43,15 +43,9 @@ export class SourceChannel {
     readonly fault: Fault | null,
   ) {}
 
-  get peer(): string | null {
-    const s = this.socket;
-    return s?.remoteAddress ? `${s.remoteAddress}:${s.remotePort}` : null;
-  }
-
-  get local(): string | null {
-    const s = this.socket;
-    return s?.localAddress ? `${s.localAddress}:${s.localPort}` : null;
-  }
+  /** Remote and local address:port, kept from the connect: a closed socket forgets them. */
+  peer: string | null = null;
+  local: string | null = null;
 
   /** Bytes the kernel has taken (queued bytes excluded). */
   get flushed(): number {
@@ -70,6 +64,8 @@ export class SourceChannel {
     this.setState('connecting');
     const socket = await connect(host, port, timeoutMs, track, this.id);
     this.socket = socket;
+    this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.local = `${socket.localAddress}:${socket.localPort}`;
     socket.setNoDelay(true);
     this.times.connected = Date.now();
     this.lastProgress = Date.now();

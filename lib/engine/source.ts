@@ -584,6 +584,8 @@ export class SourceMigration {
     }
     await mainClosed;
     this.setState(state);
+    // The final snapshot, then the terminal event: the last event of a migration (DESIGN 7.1).
+    this.events.emit('progress', { snapshot: this.snapshot() });
     if (state === 'completed') {
       this.events.emit('completed', {
         verified: true,
@@ -597,7 +599,6 @@ export class SourceMigration {
     } else {
       this.events.emit(state, MigrationEmitter.failure(err!));
     }
-    this.events.emit('progress', { snapshot: this.snapshot() });
     this.result.resolve({ state, error: err, snapshot: this.snapshot() });
   }
 }

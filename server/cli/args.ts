@@ -28,7 +28,9 @@ export function parsed<T>(name: string, v: string | undefined, parse: (s: string
   try {
     return parse(v);
   } catch (err) {
-    throw new UsageError(`--${name}: ${err instanceof Error ? err.message : String(err)}`);
+    const msg = err instanceof Error ? err.message : String(err);
+    // Parsers that already name the flag ("--inject ch9:uuid: ...") are not prefixed twice.
+    throw new UsageError(msg.startsWith(`--${name}`) ? msg : `--${name}: ${msg}`);
   }
 }
 

@@ -8,7 +8,7 @@ import { Destination, splitHostPort, joinHostPort } from '../../lib/engine';
 import type { Guest } from '../../lib/guest';
 import { formatBytes } from '../../lib/guest';
 import { EXIT_FAILED, EXIT_OK, UsageError, int, ms, oneOf, parsed } from './args';
-import { makeOutput } from './output';
+import { makeOutput, reportProcess } from './output';
 import { uuidToBytes } from '../../lib/protocol';
 
 export const DEST_USAGE = `usage: multifd dest --listen HOST:PORT [options]
@@ -90,6 +90,7 @@ export async function destCommand(argv: string[]): Promise<number> {
     process.off('SIGTERM', onSignal);
     await dest.close();
     await Promise.all(arrived.map((g) => g.stop()));
+    reportProcess(out);
     out.close();
   }
 }

@@ -22,9 +22,14 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage
 
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (!name || name === '--help' || name === '-h' || name === 'help') {
+  if (!name) {
+    // No command is bad usage: the usage goes to stderr (stdout may be an ndjson consumer's).
+    process.stderr.write(USAGE);
+    return EXIT_USAGE;
+  }
+  if (name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(USAGE);
-    return name ? 0 : EXIT_USAGE;
+    return 0;
   }
   const cmd = COMMANDS[name];
   if (!cmd) {

@@ -8,7 +8,7 @@ import { GuestConfigSchema, MigrationConfigSchema, formatIssues } from '../../li
 import { SourceMigration, parseFault, splitHostPort, type Fault } from '../../lib/engine';
 import { Guest, parseBytesPerSecond, parseSize, parseWorkload } from '../../lib/guest';
 import { EXIT_FAILED, EXIT_OK, UsageError, int, ms, oneOf, parsed } from './args';
-import { makeOutput } from './output';
+import { makeOutput, reportProcess } from './output';
 
 export const MIGRATE_USAGE = `usage: multifd migrate --to HOST:PORT [options]
 
@@ -100,11 +100,12 @@ export async function migrateCommand(argv: string[]): Promise<number> {
   try {
     m.start();
     const r = await m.done;
-    out.close();
     return r.state === 'completed' ? EXIT_OK : EXIT_FAILED;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await guest.stop();
+    reportProcess(out);
+    out.close();
   }
 }

@@ -26,6 +26,21 @@ class NdjsonOutput implements Output {
   close(): void {}
 }
 
+/**
+ * The command's last line, just before it returns: this process's peak RSS and CPU time
+ * (`{"type":"process",...}` in ndjson mode), which is what `npm run bench` reads.
+ */
+export function reportProcess(out: Output): void {
+  const u = process.resourceUsage();
+  const maxRssBytes = u.maxRSS * 1024;
+  const cpuUserMs = Math.round(u.userCPUTime / 1000);
+  const cpuSystemMs = Math.round(u.systemCPUTime / 1000);
+  out.info(
+    { type: 'process', maxRssBytes, cpuUserMs, cpuSystemMs },
+    `process: peak RSS ${formatBytes(maxRssBytes)}, CPU ${cpuUserMs} ms user + ${cpuSystemMs} ms system`,
+  );
+}
+
 const rate = (bps: number) => `${formatBytes(bps)}/s`;
 
 function bar(fraction: number, width: number): string {
