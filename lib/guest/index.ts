@@ -43,3 +43,4 @@ export {
   type GuestState,
   type GuestStats,
 } from './guest';
+export { adviseHugePages, hugePagesStatus } from './hugepages';
