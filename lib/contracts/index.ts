@@ -197,17 +197,7 @@ const EventBase = {
   migration: z.object({ id: z.string(), uuid: z.string().nullable() }).nullable(),
 };
 /** Failure fields carried at the top level of rejection and failure events. */
-const FailureFields = {
-  code: ErrorCodeSchema,
-  message: z.string(),
-  channel: z.number().int().nullable(),
-  peer: z.string().nullable(),
-  connection: z.number().int().nullable(),
-  expected: z.string().nullable(),
-  received: z.string().nullable(),
-  field: z.string().nullable(),
-  missing: z.array(z.number().int()).nullable(),
-};
+const FailureFields = SerializedErrorSchema.shape;
 
 export const MigrationEventSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('state'), ...EventBase, state: MigrationStateSchema, previous: MigrationStateSchema.nullable() }),

@@ -7,20 +7,10 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { MigrationEvent } from '../contracts';
 import { FrameType, encodeJsonFrame, encodePreamble } from '../protocol';
-import { makeGuest, migrate, rawConnect, startDest, waitFor, type TestDest } from './test-support';
+import { handshake, makeGuest, migrate, rawConnect, startDest, waitFor, type TestDest } from './test-support';
 
 type Rejected = Extract<MigrationEvent, { type: 'channel-rejected' }>;
 const isRejected = (connection: number) => (e: MigrationEvent): e is Rejected => e.type === 'channel-rejected' && e.connection === connection;
-
-/** A 64-byte handshake written field by field (not with the encoder under test). */
-function handshake({ magic = 0x11223344, version = 1, uuid, id }: { magic?: number; version?: number; uuid: string; id: number }): Buffer {
-  const b = Buffer.alloc(64);
-  b.writeUInt32BE(magic, 0);
-  b.writeUInt32BE(version, 4);
-  Buffer.from(uuid.replace(/-/g, ''), 'hex').copy(b, 8);
-  b[24] = id;
-  return b;
-}
 
 describe('destination refuses crafted handshakes (expects 4 channels of one uuid)', () => {
   const uuid = randomUUID();

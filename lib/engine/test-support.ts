@@ -89,6 +89,16 @@ export async function migrate(
   return { result, dest, events };
 }
 
+/** A 64-byte multifd handshake written field by field (not with the encoder under test). */
+export function handshake({ magic = 0x11223344, version = 1, uuid, id }: { magic?: number; version?: number; uuid: string; id: number }): Buffer {
+  const b = Buffer.alloc(64);
+  b.writeUInt32BE(magic, 0);
+  b.writeUInt32BE(version, 4);
+  Buffer.from(uuid.replace(/-/g, ''), 'hex').copy(b, 8);
+  b[24] = id;
+  return b;
+}
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Connects and writes `bytes`; `end` closes our side after. Returns the socket. */

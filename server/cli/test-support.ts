@@ -3,6 +3,7 @@
  * under this Node), its ndjson stdout parsed line by line, and a registry so every process
  * a test started is killed afterwards, whatever happened.
  */
+import { handshake, rawConnect as connectAndWrite } from '../../lib/engine/test-support';
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
@@ -204,31 +205,14 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** A 64-byte multifd handshake written field by field (not with the encoder under test). */
-export function handshake({ magic = 0x11223344, version = 1, uuid, id }: { magic?: number; version?: number; uuid: string; id: number }): Buffer {
-  const b = Buffer.alloc(64);
-  b.writeUInt32BE(magic, 0);
-  b.writeUInt32BE(version, 4);
-  Buffer.from(uuid.replace(/-/g, ''), 'hex').copy(b, 8);
-  b[24] = id;
-  return b;
-}
 
 const sockets = new Set<net.Socket>();
 
 /** Connects to 127.0.0.1:port, writes `bytes` (then closes our side if `end`). */
 export async function rawConnect(port: number, bytes: Uint8Array, end = false): Promise<net.Socket> {
-  const s = net.connect({ host: '127.0.0.1', port });
+  const s = await connectAndWrite(port, bytes, end);
   sockets.add(s);
   s.once('close', () => sockets.delete(s));
-  s.on('error', () => {});
-  s.on('data', () => {});
-  await new Promise<void>((resolve, reject) => {
-    s.once('connect', resolve);
-    s.once('error', reject);
-  });
-  await new Promise<void>((resolve) => s.write(bytes, () => resolve()));
-  if (end) s.end();
   return s;
 }
 
@@ -240,3 +224,5 @@ export function closeSockets(): void {
 
 /** A stack trace line as V8 prints it: "    at fn (file:line:col)". */
 export const STACK_LINE = /^\s+at .+:\d+:\d+\)?$/m;
+
+export { handshake };
