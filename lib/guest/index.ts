@@ -43,4 +43,3 @@ export {
   type GuestState,
   type GuestStats,
 } from './guest';
-export { adviseHugePages, hugePagesStatus } from './hugepages';

@@ -5,7 +5,6 @@
  * a page's address (the digest's seed, DESIGN 5) is base + offset in the block.
  */
 import { Buffer } from 'node:buffer';
-import { adviseHugePages } from './hugepages';
 import { ConfigInvalidError, InternalError } from '../errors/index';
 import { PAGE_SIZE, RAMBLOCK_NAME_SIZE } from '../protocol/constants';
 import { DirtyBitmap } from './dirty';
@@ -41,8 +40,6 @@ export class RamBlock {
     this.base = base;
     try {
       this.sab = sab ?? new SharedArrayBuffer(spec.size);
-      // Before anything touches it: one fault per 2 MiB instead of per 4 KiB.
-      if (!sab) adviseHugePages(this.sab);
     } catch (err) {
       throw new ConfigInvalidError(`cannot allocate ramblock '${spec.name}' of ${spec.size} bytes: ${(err as Error).message}`, {
         received: String(spec.size),
