@@ -1,0 +1,146 @@
+/**
+ * What the console's server, its REST API, its socket.io channel and its pages share.
+ * Pure zod; safe for the browser.
+ */
+import { z } from 'zod';
+import {
+  ChannelStateSchema,
+  ErrorCodeSchema,
+  MigrationSnapshotSchema,
+  MigrationStateSchema,
+  type MigrationEvent,
+  type MigrationSnapshot,
+} from './index';
+
+const MiB = 1024 * 1024;
+
+/** HOST:PORT, as a `multifd dest` listens. */
+export const HostPortSchema = z
+  .string()
+  .trim()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d{1,5}$/, 'destination must be "embedded" or HOST:PORT, e.g. 10.0.0.2:4444');
+
+/**
+ * A migration as an operator (form or REST) asks for it. Fields left out take the defaults,
+ * so `{}` or `{"channels": 4}` starts a migration of a new guest to the embedded destination.
+ */
+export const StartMigrationSchema = z.object({
+  destination: z.union([z.literal('embedded'), HostPortSchema]).default('embedded'),
+  channels: z
+    .number({ error: 'channels must be a whole number from 1 to 255' })
+    .int('channels must be a whole number from 1 to 255')
+    .min(1, 'channels must be at least 1')
+    .max(255, 'channels must be at most 255 (a channel id is one byte)')
+    .default(4),
+  /** An existing guest on this host (its uuid); without it a new guest is created. */
+  guest: z.uuid({ error: 'guest must be the uuid of a guest on this host' }).optional(),
+  ramSize: z
+    .number({ error: 'RAM size must be a number of bytes' })
+    .int()
+    .min(MiB, 'RAM size must be at least 1 MiB')
+    .max(16 * 1024 * MiB, 'RAM size must be at most 16 GiB')
+    .refine((n) => n % 4096 === 0, 'RAM size must be a multiple of 4 KiB')
+    .default(256 * MiB),
+  fill: z.enum(['random', 'zero']).default('random'),
+  /** DESIGN 7.1 syntax (idle, random:RATE[:WS], hotset:SIZE[:RATE], sweep[:RATE]); the server parses it. */
+  workload: z.string().trim().min(1, 'workload is required').max(64).default('idle'),
+  maxBandwidth: z.number({ error: 'max bandwidth must be bytes/s' }).int().min(0, 'max bandwidth must be 0 (uncapped) or more').default(0),
+  downtimeLimitMs: z.number({ error: 'downtime limit must be a number of ms' }).int().min(1, 'downtime limit must be at least 1 ms').max(600_000).default(300),
+  roundLimit: z.number().int().min(1, 'round limit must be at least 1').max(10_000).default(30),
+  setupTimeoutMs: z
+    .number({ error: 'channel-setup timeout must be a number of ms' })
+    .int()
+    .min(10, 'channel-setup timeout must be at least 10 ms')
+    .max(3_600_000)
+    .default(10_000),
+});
+export type StartMigration = z.infer<typeof StartMigrationSchema>;
+export type StartMigrationInput = z.input<typeof StartMigrationSchema>;
+
+/** Field → messages, as a 422 carries them and the form shows them. */
+export type FieldErrors = Record<string, string[]>;
+
+export function fieldErrors(error: z.ZodError): FieldErrors {
+  const out: FieldErrors = {};
+  for (const issue of error.issues) {
+    const key = issue.path.length ? String(issue.path[0]) : '_';
+    (out[key] ??= []).push(issue.message);
+  }
+  return out;
+}
+
+export const GuestSummarySchema = z.object({
+  uuid: z.string(),
+  name: z.string(),
+  ramSize: z.number(),
+  state: z.enum(['created', 'running', 'paused', 'stopped']),
+  workload: z.string(),
+  /** created here, or arrived by a migration */
+  origin: z.enum(['created', 'arrived']),
+  /** the migration it is in now, if any */
+  migrating: z.string().nullable(),
+});
+export type GuestSummary = z.infer<typeof GuestSummarySchema>;
+
+/** One line per migration: the live list and history. */
+export const MigrationSummarySchema = z.object({
+  id: z.string(),
+  uuid: z.string().nullable(),
+  state: MigrationStateSchema,
+  channels: z.number().int(),
+  destination: z.string(),
+  ramSize: z.number(),
+  startedAt: z.number(),
+  endedAt: z.number().nullable(),
+  totalTimeMs: z.number().nullable(),
+  transferred: z.number(),
+  /** average bytes/s over the whole migration, once ended */
+  throughput: z.number().nullable(),
+  errorCode: ErrorCodeSchema.nullable(),
+  errorMessage: z.string().nullable(),
+});
+export type MigrationSummary = z.infer<typeof MigrationSummarySchema>;
+
+/** GET /api/migrations/:id */
+export const MigrationDetailSchema = z.object({
+  summary: MigrationSummarySchema,
+  config: StartMigrationSchema,
+  snapshot: MigrationSnapshotSchema,
+  /** the destination's side, when it is embedded */
+  destination: MigrationSnapshotSchema.nullable(),
+});
+export type MigrationDetail = z.infer<typeof MigrationDetailSchema>;
+
+export { ChannelStateSchema };
+
+// --- socket.io -------------------------------------------------------------------------
+
+/** Events of one migration, batched (a few flushes a second, whatever N). */
+export interface EventBatch {
+  id: string;
+  events: MigrationEvent[];
+}
+
+export type SubscribeReply =
+  | { ok: true; detail: MigrationDetail; timeline: MigrationEvent[] }
+  | { ok: false; code: string; message: string };
+
+export interface ServerToClientEvents {
+  /** Sent to room `migration:<id>`. */
+  'migration:events': (batch: EventBatch) => void;
+  /** Sent to everyone when a migration starts or ends. */
+  'migrations:changed': (list: MigrationSummary[]) => void;
+  /** Sent to everyone when a guest is created, arrives, or stops. */
+  'guests:changed': (list: GuestSummary[]) => void;
+}
+
+export interface ClientToServerEvents {
+  /** Joins room `migration:<id>`; the reply carries where it stands and its timeline so far. */
+  'migration:subscribe': (id: string, reply: (r: SubscribeReply) => void) => void;
+  'migration:unsubscribe': (id: string) => void;
+}
+
+export const SubscribeIdSchema = z.string().min(1).max(128);
+
+/** The destination side's snapshot travels in events too; re-exported for pages. */
+export type { MigrationSnapshot };
