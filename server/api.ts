@@ -1,0 +1,136 @@
+/**
+ * The REST API for scripts (and the console's form): JSON in, JSON out, zod-checked, with
+ * stable error codes. 422 carries field errors; no request can crash the server.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { StartMigrationSchema, fieldErrors } from '../lib/contracts/console';
+import { MigrationError, isMigrationError } from '../lib/errors';
+import type { MigrationRegistry } from './registry';
+
+/** Bodies larger than this are refused before they are read whole. */
+const MAX_BODY = 64 * 1024;
+
+type Handler = (req: IncomingMessage, res: ServerResponse, params: string[]) => Promise<void>;
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const data = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...headers });
+  res.end(data);
+}
+
+function fail(res: ServerResponse, status: number, code: string, message: string, extra: Record<string, unknown> = {}): void {
+  send(res, status, { code, message, ...extra });
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY) throw new HttpError(413, 'REQUEST_TOO_LARGE', `request body over ${MAX_BODY} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  if (size === 0) return {};
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new HttpError(400, 'BAD_JSON', 'request body is not valid JSON');
+  }
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function createApi(registry: MigrationRegistry): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  const routes: Array<[string, RegExp, Handler]> = [
+    [
+      'POST',
+      /^\/api\/migrations$/,
+      async (req, res) => {
+        const parsed = StartMigrationSchema.safeParse(await readJson(req));
+        if (!parsed.success) {
+          fail(res, 422, 'MIGRATION_CONFIG_INVALID', 'the migration config is invalid', { fields: fieldErrors(parsed.error) });
+          return;
+        }
+        try {
+          send(res, 201, await registry.start(parsed.data));
+        } catch (err) {
+          if (isMigrationError(err) && err.code === 'MIGRATION_CONFIG_INVALID') {
+            fail(res, 422, err.code, err.message, { fields: { [err.field ?? '_']: [err.message] } });
+            return;
+          }
+          throw err;
+        }
+      },
+    ],
+    ['GET', /^\/api\/migrations$/, async (_req, res) => send(res, 200, { migrations: registry.list() })],
+    [
+      'GET',
+      /^\/api\/migrations\/([^/]+)$/,
+      async (_req, res, [id]) => {
+        const d = registry.detail(id);
+        if (!d) return fail(res, 404, 'NOT_FOUND', `no migration ${id}`);
+        send(res, 200, d);
+      },
+    ],
+    [
+      'POST',
+      /^\/api\/migrations\/([^/]+)\/cancel$/,
+      async (_req, res, [id]) => {
+        const s = await registry.cancel(id);
+        if (!s) return fail(res, 404, 'NOT_FOUND', `no migration ${id}`);
+        send(res, 200, s);
+      },
+    ],
+    [
+      'GET',
+      /^\/api\/migrations\/([^/]+)\/timeline$/,
+      async (req, res, [id]) => {
+        const events = registry.timeline(id);
+        if (!events) return fail(res, 404, 'NOT_FOUND', `no migration ${id}`);
+        const download = new URL(req.url ?? '/', 'http://x').searchParams.get('download') === '1';
+        send(res, 200, { id, events }, download ? { 'content-disposition': `attachment; filename="migration-${id}-timeline.json"` } : {});
+      },
+    ],
+    ['GET', /^\/api\/guests$/, async (_req, res) => send(res, 200, { guests: registry.guests() })],
+    [
+      'POST',
+      /^\/api\/guests\/([^/]+)\/stop$/,
+      async (_req, res, [uuid]) => {
+        const g = await registry.stopGuest(uuid);
+        if (!g) return fail(res, 404, 'NOT_FOUND', `no guest ${uuid} on this host`);
+        send(res, 200, g);
+      },
+    ],
+  ];
+
+  return async (req, res) => {
+    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    try {
+      const matches = routes.filter(([, re]) => re.test(path));
+      if (matches.length === 0) return fail(res, 404, 'NOT_FOUND', `no route ${path}`);
+      const route = matches.find(([method]) => method === req.method);
+      if (!route) return fail(res, 405, 'METHOD_NOT_ALLOWED', `${req.method} not allowed on ${path}`);
+      const params = route[1].exec(path)!.slice(1).map(decodeURIComponent);
+      await route[2](req, res, params);
+    } catch (err) {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      if (err instanceof HttpError) return fail(res, err.status, err.code, err.message);
+      if (err instanceof MigrationError) {
+        const status = err.code === 'MIGRATION_BUSY' ? 409 : err.code === 'MIGRATION_CONFIG_INVALID' ? 422 : 500;
+        return fail(res, status, err.code, err.message);
+      }
+      fail(res, 500, 'INTERNAL', err instanceof Error ? err.message : String(err));
+    }
+  };
+}

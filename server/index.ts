@@ -1,0 +1,82 @@
+/**
+ * The console's one process: an HTTP server hosting Next.js (the pages), the REST API and
+ * socket.io, a migration registry running migrations through the engine, an embedded
+ * destination on loopback, and the history store.
+ */
+import http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import next from 'next';
+import { Destination } from '../lib/engine';
+import { createApi } from './api';
+import { defaultDataDir, openHistory } from './history';
+import { LocalRegistry } from './registry';
+import { attachSocket } from './socket';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+export interface ConsoleOptions {
+  host?: string;
+  port?: number;
+  dataDir?: string;
+  /** Next's dev mode (hot reload); production (a `next build` first) otherwise. */
+  dev?: boolean;
+  /** The embedded destination's listener (default 127.0.0.1, any port). */
+  embeddedHost?: string;
+  embeddedPort?: number;
+}
+
+export interface RunningConsole {
+  url: string;
+  embedded: string;
+  close(): Promise<void>;
+}
+
+export async function startConsole(opts: ConsoleOptions = {}): Promise<RunningConsole> {
+  const host = opts.host ?? '127.0.0.1';
+  const port = opts.port ?? 3000;
+  const history = openHistory(opts.dataDir ?? defaultDataDir());
+  history.markInterrupted();
+  const embedded = new Destination({ host: opts.embeddedHost ?? '127.0.0.1', port: opts.embeddedPort ?? 0 });
+  const emb = await embedded.listen();
+  const registry = new LocalRegistry(history, embedded);
+  const app = next({ dev: opts.dev ?? false, dir: ROOT, hostname: host, port });
+  await app.prepare();
+  const pages = app.getRequestHandler();
+  const api = createApi(registry);
+  const server = http.createServer((req, res) => {
+    if (req.url?.startsWith('/api/')) {
+      void api(req, res);
+      return;
+    }
+    pages(req, res).catch(() => {
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
+    });
+  });
+  const io = attachSocket(server, registry);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address();
+  const actualPort = typeof addr === 'object' && addr ? addr.port : port;
+  let closing: Promise<void> | null = null;
+  return {
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${actualPort}`,
+    embedded: `${emb.host}:${emb.port}`,
+    close: () =>
+      (closing ??= (async () => {
+        await new Promise<void>((resolve) => io.close(() => resolve()));
+        await registry.close();
+        await embedded.close();
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await app.close?.();
+        history.close();
+      })()),
+  };
+}

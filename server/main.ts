@@ -1,0 +1,28 @@
+/**
+ * `node --import tsx server/main.ts [--listen HOST:PORT] [--data-dir DIR] [--dev]`:
+ * serves the console (default http://127.0.0.1:3000; PORT and HOST are honoured too).
+ */
+import { parseArgs } from 'node:util';
+import { splitHostPort } from '../lib/engine';
+import { startConsole } from './index';
+
+const { values } = parseArgs({
+  options: {
+    listen: { type: 'string' },
+    'data-dir': { type: 'string' },
+    dev: { type: 'boolean' },
+  },
+});
+const { host, port } = values.listen
+  ? splitHostPort(values.listen, '--listen')
+  : { host: process.env.HOST ?? '127.0.0.1', port: Number(process.env.PORT ?? 3000) };
+const c = await startConsole({ host, port, dataDir: values['data-dir'], dev: values.dev });
+process.stderr.write(`multifd console: ${c.url} (embedded destination ${c.embedded})\n`);
+let stopping = false;
+const stop = () => {
+  if (stopping) return;
+  stopping = true;
+  void c.close().then(() => process.exit(0));
+};
+process.on('SIGINT', stop);
+process.on('SIGTERM', stop);

@@ -1,0 +1,268 @@
+/**
+ * The migration registry: runs migrations through the engine for the console and the REST
+ * API, keeps the guests this host runs, batches events for the browser, and writes history.
+ *
+ * An interface (DESIGN 9): in-process today, a job queue on a broker later. The engine knows
+ * nothing of it.
+ */
+import { MigrationConfigSchema, type MigrationEvent, type MigrationSnapshot } from '../lib/contracts';
+import type {
+  EventBatch,
+  GuestSummary,
+  MigrationDetail,
+  MigrationSummary,
+  StartMigration,
+} from '../lib/contracts/console';
+import { BusyError, ConfigInvalidError } from '../lib/errors';
+import { SourceMigration, type Destination, type IncomingMigration } from '../lib/engine';
+import { Guest, formatWorkload, parseWorkload } from '../lib/guest';
+import type { HistoryStore } from './history';
+
+export interface MigrationRegistry {
+  start(req: StartMigration): Promise<MigrationSummary>;
+  cancel(id: string): Promise<MigrationSummary | null>;
+  detail(id: string): MigrationDetail | null;
+  timeline(id: string): MigrationEvent[] | null;
+  list(): MigrationSummary[];
+  guests(): GuestSummary[];
+  stopGuest(uuid: string): Promise<GuestSummary | null>;
+  /** Batches of events per migration, a few a second. */
+  onBatch(fn: (b: EventBatch) => void): () => void;
+  /** Sends pending batches now (before a subscriber takes the timeline, so it sees no event twice). */
+  flush(): void;
+  /** The migration list or the guest list changed. */
+  onChange(fn: (what: 'migrations' | 'guests') => void): () => void;
+  close(): Promise<void>;
+}
+
+interface Hosted {
+  guest: Guest;
+  origin: 'created' | 'arrived';
+  migrating: string | null;
+}
+
+interface Live {
+  source: SourceMigration;
+  config: StartMigration;
+  destination: string;
+  incoming: IncomingMigration | null;
+  pending: MigrationEvent[];
+}
+
+/** Browser updates: at most this often per migration, whatever the channel count. */
+const BATCH_MS = 250;
+
+export class LocalRegistry implements MigrationRegistry {
+  private readonly hosted = new Map<string, Hosted>();
+  private readonly live = new Map<string, Live>();
+  private readonly batchListeners = new Set<(b: EventBatch) => void>();
+  private readonly changeListeners = new Set<(what: 'migrations' | 'guests') => void>();
+  private readonly flushTimer: NodeJS.Timeout;
+  private readonly offMigration: () => void;
+
+  constructor(
+    private readonly history: HistoryStore,
+    /** The embedded destination (loopback); `destination: 'embedded'` migrates to it. */
+    private readonly embedded: Destination,
+  ) {
+    this.flushTimer = setInterval(() => this.flush(), BATCH_MS);
+    this.offMigration = embedded.onMigration((m) => this.onIncoming(m));
+  }
+
+  async start(req: StartMigration): Promise<MigrationSummary> {
+    let workload;
+    try {
+      workload = parseWorkload(req.workload);
+    } catch (err) {
+      throw new ConfigInvalidError((err as Error).message, { field: 'workload' });
+    }
+    const { port } = this.embedded.address;
+    const destination = req.destination === 'embedded' ? `127.0.0.1:${port}` : req.destination;
+    const config = MigrationConfigSchema.parse({
+      destination,
+      channels: req.channels,
+      maxBandwidth: req.maxBandwidth,
+      downtimeLimitMs: req.downtimeLimitMs,
+      roundLimit: req.roundLimit,
+      setupTimeoutMs: req.setupTimeoutMs,
+    });
+    let hosted: Hosted;
+    if (req.guest) {
+      const h = this.hosted.get(req.guest);
+      if (!h || h.guest.state === 'stopped') {
+        throw new ConfigInvalidError(`no running guest ${req.guest} on this host`, { field: 'guest', received: req.guest });
+      }
+      if (h.migrating) throw new BusyError(`guest ${req.guest} is already migrating (${h.migrating})`, { field: 'guest' });
+      hosted = h;
+    } else {
+      const guest = await Guest.create({ ramSize: req.ramSize, fill: req.fill, workload });
+      await guest.start();
+      hosted = { guest, origin: 'created', migrating: null };
+      this.hosted.set(guest.uuid, hosted);
+    }
+    const source = new SourceMigration(hosted.guest, { config });
+    const live: Live = { source, config: req, destination: req.destination === 'embedded' ? 'embedded' : destination, incoming: null, pending: [] };
+    this.live.set(source.id, live);
+    hosted.migrating = source.id;
+    source.events.on((e) => live.pending.push(e));
+    source.start();
+    this.save(live);
+    void source.done.then(() => this.onSourceDone(live, hosted));
+    this.changed('migrations');
+    this.changed('guests');
+    return this.summaryOf(live);
+  }
+
+  private onIncoming(m: IncomingMigration): void {
+    const live = this.live.get(m.id);
+    if (!live) return; // a migration from elsewhere into our embedded destination: its own events
+    live.incoming = m;
+    m.events.on((e) => live.pending.push(e));
+    void m.done.then((r) => {
+      if (r.guest) {
+        this.hosted.set(r.guest.uuid, { guest: r.guest, origin: 'arrived', migrating: null });
+        this.changed('guests');
+      }
+    });
+  }
+
+  private async onSourceDone(live: Live, hosted: Hosted): Promise<void> {
+    // The destination side settles on its own; give it a moment so history holds both.
+    if (live.incoming) await Promise.race([live.incoming.done, new Promise((r) => setTimeout(r, 2000))]);
+    hosted.migrating = null;
+    if (hosted.guest.state === 'stopped' && this.hosted.get(hosted.guest.uuid) === hosted) this.hosted.delete(hosted.guest.uuid);
+    this.flush();
+    this.save(live);
+    this.live.delete(live.source.id);
+    this.changed('migrations');
+    this.changed('guests');
+  }
+
+  async cancel(id: string): Promise<MigrationSummary | null> {
+    const live = this.live.get(id);
+    if (live) {
+      await live.source.cancel('cancelled by operator');
+      return this.summaryOf(live);
+    }
+    return this.history.get(id)?.summary ?? null;
+  }
+
+  detail(id: string): MigrationDetail | null {
+    const live = this.live.get(id);
+    if (live) {
+      return {
+        summary: this.summaryOf(live),
+        config: live.config,
+        snapshot: live.source.snapshot(),
+        destination: live.incoming?.snapshot() ?? null,
+      };
+    }
+    const h = this.history.get(id);
+    return h ? { summary: h.summary, config: h.config, snapshot: h.snapshot, destination: h.destination } : null;
+  }
+
+  timeline(id: string): MigrationEvent[] | null {
+    const live = this.live.get(id);
+    if (live) return this.mergedTimeline(live);
+    return this.history.get(id)?.timeline ?? null;
+  }
+
+  list(): MigrationSummary[] {
+    const live = [...this.live.values()].map((l) => this.summaryOf(l));
+    const ids = new Set(live.map((s) => s.id));
+    const past = this.history.list().filter((s) => !ids.has(s.id));
+    return [...live, ...past].sort((a, b) => b.startedAt - a.startedAt);
+  }
+
+  guests(): GuestSummary[] {
+    return [...this.hosted.values()]
+      .filter((h) => h.guest.state !== 'stopped')
+      .map((h) => ({
+        uuid: h.guest.uuid,
+        name: h.guest.name,
+        ramSize: h.guest.ramSize,
+        state: h.guest.state,
+        workload: formatWorkload(h.guest.workload),
+        origin: h.origin,
+        migrating: h.migrating,
+      }));
+  }
+
+  async stopGuest(uuid: string): Promise<GuestSummary | null> {
+    const h = this.hosted.get(uuid);
+    if (!h) return null;
+    if (h.migrating) throw new BusyError(`guest ${uuid} is migrating (${h.migrating}); cancel the migration first`);
+    const summary = this.guests().find((g) => g.uuid === uuid) ?? null;
+    await h.guest.stop();
+    this.hosted.delete(uuid);
+    this.changed('guests');
+    return summary ? { ...summary, state: 'stopped' } : null;
+  }
+
+  onBatch(fn: (b: EventBatch) => void): () => void {
+    this.batchListeners.add(fn);
+    return () => this.batchListeners.delete(fn);
+  }
+
+  onChange(fn: (what: 'migrations' | 'guests') => void): () => void {
+    this.changeListeners.add(fn);
+    return () => this.changeListeners.delete(fn);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.flushTimer);
+    this.offMigration();
+    await Promise.all([...this.live.values()].map((l) => l.source.cancel('console shutting down')));
+    await Promise.all([...this.hosted.values()].map((h) => h.guest.stop().catch(() => {})));
+    this.hosted.clear();
+  }
+
+  // ---------------------------------------------------------------------------------------
+
+  flush(): void {
+    for (const [id, live] of this.live) {
+      if (live.pending.length === 0) continue;
+      const events = live.pending.splice(0);
+      for (const fn of this.batchListeners) fn({ id, events });
+    }
+  }
+
+  private changed(what: 'migrations' | 'guests'): void {
+    for (const fn of this.changeListeners) fn(what);
+  }
+
+  private mergedTimeline(live: Live): MigrationEvent[] {
+    const a = live.source.events.timeline;
+    const b = live.incoming?.events.timeline ?? [];
+    return [...a, ...b].sort((x, y) => x.time - y.time);
+  }
+
+  private save(live: Live): void {
+    this.history.save({
+      summary: this.summaryOf(live),
+      config: live.config,
+      snapshot: live.source.snapshot(),
+      destination: live.incoming?.snapshot() ?? null,
+      timeline: this.mergedTimeline(live),
+    });
+  }
+
+  private summaryOf(live: Live): MigrationSummary {
+    const s: MigrationSnapshot = live.source.snapshot();
+    return {
+      id: s.id,
+      uuid: s.uuid,
+      state: s.state,
+      channels: s.channelCount,
+      destination: live.destination,
+      ramSize: s.ramSize,
+      startedAt: s.startedAt,
+      endedAt: s.endedAt,
+      totalTimeMs: s.totalTimeMs,
+      transferred: s.transferred,
+      throughput: s.totalTimeMs ? (s.pageBytes * 1000) / s.totalTimeMs : null,
+      errorCode: s.error?.code ?? null,
+      errorMessage: s.error?.message ?? null,
+    };
+  }
+}

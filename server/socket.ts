@@ -1,0 +1,50 @@
+/**
+ * socket.io for the console: one room per migration (`migration:<id>`); batches of events go
+ * to the room, list changes to everyone. Types are shared with the pages through
+ * lib/contracts; what a client sends is still validated.
+ */
+import type { Server as HttpServer } from 'node:http';
+import { Server } from 'socket.io';
+import {
+  SubscribeIdSchema,
+  type ClientToServerEvents,
+  type ServerToClientEvents,
+  type SubscribeReply,
+} from '../lib/contracts/console';
+import type { MigrationRegistry } from './registry';
+
+export function attachSocket(http: HttpServer, registry: MigrationRegistry): Server<ClientToServerEvents, ServerToClientEvents> {
+  const io = new Server<ClientToServerEvents, ServerToClientEvents>(http, { serveClient: false });
+  const room = (id: string) => `migration:${id}`;
+
+  io.on('connection', (socket) => {
+    socket.on('migration:subscribe', (id, reply) => {
+      if (typeof reply !== 'function') return;
+      const ok = SubscribeIdSchema.safeParse(id);
+      if (!ok.success) {
+        reply({ ok: false, code: 'BAD_REQUEST', message: 'migration id must be a non-empty string' });
+        return;
+      }
+      // Pending events go out to the room first: the timeline below already holds them.
+      registry.flush();
+      const detail = registry.detail(ok.data);
+      if (!detail) {
+        reply({ ok: false, code: 'NOT_FOUND', message: `no migration ${ok.data}` });
+        return;
+      }
+      void socket.join(room(ok.data));
+      const r: SubscribeReply = { ok: true, detail, timeline: registry.timeline(ok.data) ?? [] };
+      reply(r);
+    });
+    socket.on('migration:unsubscribe', (id) => {
+      if (SubscribeIdSchema.safeParse(id).success) void socket.leave(room(id));
+    });
+  });
+
+  registry.onBatch((b) => io.to(room(b.id)).emit('migration:events', b));
+  registry.onChange((what) => {
+    if (what === 'migrations') io.emit('migrations:changed', registry.list());
+    else io.emit('guests:changed', registry.guests());
+  });
+  return io;
+}
