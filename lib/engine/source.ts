@@ -30,6 +30,7 @@ import {
   MainClosedError,
   MigrationError,
   RemoteFailedError,
+  VerifyTimeoutError,
   asMigrationError,
 } from '../errors';
 import { PageHashes, formatDigest, type Guest } from '../guest';
@@ -268,7 +269,13 @@ export class SourceMigration {
     this.digest = formatDigest(this.hashes.digest());
     this.sendJson(FrameType.Complete, { digest: this.digest, round: this.round });
     const verifyTimer = this.life.timeout(cfg.verifyTimeoutMs, () =>
-      this.fail(new ChannelStalledError(`destination gave no verdict within ${cfg.verifyTimeoutMs} ms of switchover`, { peer: this.mainPeer() })),
+      this.fail(
+        new VerifyTimeoutError(`destination gave no verdict within ${cfg.verifyTimeoutMs} ms of sending the last pages`, {
+          peer: this.mainPeer(),
+          expected: `Verified or Failed within ${cfg.verifyTimeoutMs} ms`,
+          received: 'nothing',
+        }),
+      ),
     );
     const theirs = await this.life.until(this.verdict.promise);
     this.life.clear(verifyTimer);

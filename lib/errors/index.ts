@@ -32,6 +32,7 @@ export const ERROR_CODES = [
   'MIGRATION_TOO_MANY_CONNECTIONS',
   'MIGRATION_CONNECT_FAILED',
   'MIGRATION_DIGEST_MISMATCH',
+  'MIGRATION_VERIFY_TIMEOUT',
   'MIGRATION_CANCELLED',
   'MIGRATION_CONFIG_INVALID',
   'MIGRATION_REMOTE_FAILED',
@@ -161,6 +162,7 @@ export class BusyError extends define('MIGRATION_BUSY', 'a migration of this gue
 export class TooManyConnectionsError extends define('MIGRATION_TOO_MANY_CONNECTIONS', 'too many connections held') {}
 export class ConnectFailedError extends define('MIGRATION_CONNECT_FAILED', 'could not connect to the destination') {}
 export class DigestMismatchError extends define('MIGRATION_DIGEST_MISMATCH', 'RAM digest mismatch') {}
+export class VerifyTimeoutError extends define('MIGRATION_VERIFY_TIMEOUT', 'no verdict from the destination in time') {}
 export class CancelledError extends define('MIGRATION_CANCELLED', 'migration cancelled') {}
 export class ConfigInvalidError extends define('MIGRATION_CONFIG_INVALID', 'invalid migration config') {}
 export class RemoteFailedError extends define('MIGRATION_REMOTE_FAILED', 'the peer reported a failure') {}
@@ -189,6 +191,7 @@ const ERROR_CLASSES: Partial<Record<ErrorCode, Ctor>> = {
   MIGRATION_TOO_MANY_CONNECTIONS: TooManyConnectionsError,
   MIGRATION_CONNECT_FAILED: ConnectFailedError,
   MIGRATION_DIGEST_MISMATCH: DigestMismatchError,
+  MIGRATION_VERIFY_TIMEOUT: VerifyTimeoutError,
   MIGRATION_CANCELLED: CancelledError,
   MIGRATION_CONFIG_INVALID: ConfigInvalidError,
   MIGRATION_REMOTE_FAILED: RemoteFailedError,
