@@ -1,10 +1,11 @@
 /**
  * Installs what the project needs and is missing, using only Node's own modules (it runs
- * before node_modules exists): npm packages from the lock file, and for the browser tests
- * Debian's chromium via apt-get.
+ * before node_modules exists): npm packages from the lock file, the console's production
+ * Next.js build when its sources changed, and for the browser tests Debian's chromium via
+ * apt-get.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -39,6 +40,66 @@ export function ensureChromium() {
   console.error('[ensure] installing Debian chromium (apt-get)');
   run('apt-get', ['update'], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
   run('apt-get', ['install', '-y', '--no-install-recommends', 'chromium'], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+}
+
+/**
+ * What the console's production build is made from: the pages, the contracts they import
+ * (and lib/errors, which the contracts import), static files, Next's and TypeScript's config,
+ * and the installed packages.
+ */
+const NEXT_INPUT_DIRS = ['app', 'lib/contracts', 'lib/errors', 'public'];
+const NEXT_INPUT_FILES = ['tsconfig.json', 'package-lock.json'];
+
+/**
+ * Newest mtime (ms) under `dir`, recursively: of its files, and of the folders themselves (a
+ * deleted or renamed file changes its folder's mtime). 0 when `dir` is absent.
+ */
+function newestUnder(dir) {
+  let newest;
+  let entries;
+  try {
+    newest = statSync(dir).mtimeMs;
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return 0; // absent
+  }
+  for (const e of entries) {
+    if (e.name === 'node_modules') continue;
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) newest = Math.max(newest, newestUnder(p));
+    else if (e.isFile()) newest = Math.max(newest, statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+/**
+ * Why `.next` must be (re)built, or null when it is up to date: no .next/BUILD_ID, or a
+ * source of the build newer than it.
+ */
+export function nextBuildStaleReason() {
+  const stamp = path.join(root, '.next', 'BUILD_ID');
+  if (!existsSync(stamp)) return 'no production build yet (.next/BUILD_ID is missing)';
+  const built = statSync(stamp).mtimeMs;
+  const configs = readdirSync(root).filter((n) => /^next\.config\.[cm]?[jt]s$/.test(n));
+  for (const f of [...NEXT_INPUT_FILES, ...configs]) {
+    const p = path.join(root, f);
+    if (existsSync(p) && statSync(p).mtimeMs > built) return `${f} changed since the last build`;
+  }
+  for (const d of NEXT_INPUT_DIRS) {
+    if (newestUnder(path.join(root, d)) > built) return `${d}/ changed since the last build`;
+  }
+  return null;
+}
+
+/** `next build` (production) when the build is missing or older than its sources. */
+export function ensureNextBuild() {
+  const why = nextBuildStaleReason();
+  if (!why) {
+    console.error('[ensure] console build is up to date (.next)');
+    return;
+  }
+  console.error(`[ensure] building the console for production (next build): ${why}`);
+  run(path.join(root, 'node_modules', '.bin', 'next'), ['build'], { env: { ...process.env, NEXT_TELEMETRY_DISABLED: '1' } });
 }
 
 export function nodeVersionOk() {

@@ -16,7 +16,12 @@ const { values } = parseArgs({
 const { host, port } = values.listen
   ? splitHostPort(values.listen, '--listen')
   : { host: process.env.HOST ?? '127.0.0.1', port: Number(process.env.PORT ?? 3000) };
-const c = await startConsole({ host, port, dataDir: values['data-dir'], dev: values.dev });
+// Next's custom server installs process-wide error loggers that would keep a failed start (a
+// port in use) alive forever: say why and exit.
+const c = await startConsole({ host, port, dataDir: values['data-dir'], dev: values.dev }).catch((err: unknown) => {
+  process.stderr.write(`multifd console: could not start: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});
 process.stderr.write(`multifd console: ${c.url} (embedded destination ${c.embedded})\n`);
 let stopping = false;
 const stop = () => {

@@ -1,0 +1,219 @@
+'use client';
+
+/**
+ * One row per channel: state, handshake steps, bytes, pages, throughput and its sparkline,
+ * error. Rows are memoised on a flat view of their values, so a frame re-renders only the
+ * channels that changed: 255 channels at 4 frames a second stay cheap.
+ */
+import { memo, useState } from 'react';
+import type { ChannelState } from '../../../lib/contracts';
+import { formatBytes, formatCount, formatOffset, formatRate } from '../../lib/format';
+import { isChannelFailed, SPARK_SAMPLES, type ChannelSnapshot, type LiveModel } from '../../lib/live-model';
+
+export interface ChannelRowView {
+  id: number;
+  state: ChannelState;
+  slow: boolean;
+  handshake: string;
+  bytes: number;
+  pages: number;
+  zeroPages: number;
+  throughput: number;
+  /** the sparkline's path, on a scale shared by every channel */
+  spark: string;
+  failed: boolean;
+  errorCode: string | null;
+  errorMessage: string | null;
+  note: string | null;
+}
+
+const SPARK_W = 90;
+const SPARK_H = 18;
+
+function handshakeText(c: ChannelSnapshot, t0: number): string {
+  const at = (t: number) => formatOffset(t - t0);
+  const steps: string[] = [];
+  if (c.times.connecting !== null) steps.push(`connect ${at(c.times.connecting)}`);
+  if (c.times.handshakeSent !== null) steps.push(`sent ${at(c.times.handshakeSent)}`);
+  if (c.times.accepted !== null) steps.push(`accepted ${at(c.times.accepted)}`);
+  if (c.times.rejected !== null) steps.push(`rejected ${at(c.times.rejected)}`);
+  return steps.length ? steps.join(' · ') : '—';
+}
+
+function sparkPath(values: readonly number[] | undefined, max: number): string {
+  if (!values || values.length === 0 || max <= 0) return '';
+  const step = SPARK_W / (SPARK_SAMPLES - 1);
+  const x0 = SPARK_W - (values.length - 1) * step;
+  let d = '';
+  for (let i = 0; i < values.length; i++) {
+    const x = x0 + i * step;
+    const y = SPARK_H - 1 - (Math.min(values[i], max) / max) * (SPARK_H - 2);
+    d += `${i === 0 ? 'M' : 'L'}${x.toFixed(1)},${y.toFixed(1)}`;
+  }
+  return d;
+}
+
+export function channelViews(m: LiveModel): ChannelRowView[] {
+  const s = m.snapshot;
+  if (!s) return [];
+  let max = 0;
+  for (const a of m.spark.values()) for (const v of a) if (v > max) max = v;
+  return s.channels.map((c) => ({
+    id: c.id,
+    state: c.state,
+    slow: c.slow,
+    handshake: handshakeText(c, s.startedAt),
+    bytes: c.bytes,
+    pages: c.pages,
+    zeroPages: c.zeroPages,
+    throughput: c.throughput,
+    spark: sparkPath(m.spark.get(c.id), max),
+    failed: isChannelFailed(c),
+    errorCode: c.error?.code ?? null,
+    errorMessage: c.error?.message ?? null,
+    // A slow channel holds up the SYNC that ends this round.
+    note: c.slow ? `holds sync ${s.round}` : null,
+  }));
+}
+
+type Filter = 'all' | 'failed' | 'slow';
+
+const CHUNK = 32;
+
+function chunks<T>(list: T[]): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < list.length; i += CHUNK) out.push(list.slice(i, i + CHUNK));
+  return out;
+}
+
+/** Fixed widths: each table is laid out from these, not from its rows' content. */
+function Cols() {
+  return (
+    <colgroup>
+      <col style={{ width: '3.5rem' }} />
+      <col style={{ width: '9.5rem' }} />
+      <col />
+      <col style={{ width: '7rem' }} />
+      <col style={{ width: '5.5rem' }} />
+      <col style={{ width: '7.5rem' }} />
+      <col style={{ width: '12rem' }} />
+      <col style={{ width: '17rem' }} />
+    </colgroup>
+  );
+}
+
+export function ChannelGrid({ rows }: { rows: ChannelRowView[] }) {
+  const [filter, setFilter] = useState<Filter>('all');
+  const failed = rows.filter((r) => r.failed).length;
+  const slow = rows.filter((r) => r.slow).length;
+  const shown = filter === 'all' ? rows : rows.filter((r) => (filter === 'failed' ? r.failed : r.slow));
+  const counts: Record<Filter, number> = { all: rows.length, failed, slow };
+  return (
+    <section className="panel" aria-labelledby="channels-title">
+      <div className="panel-head">
+        <h2 id="channels-title">
+          Channels <span className="mono">{rows.length}</span>
+        </h2>
+        <div className="filters" role="group" aria-label="show channels">
+          {(['all', 'failed', 'slow'] as const).map((f) => (
+            <button
+              key={f}
+              type="button"
+              className={filter === f ? 'filter active' : 'filter'}
+              aria-pressed={filter === f}
+              data-testid={`filter-${f}`}
+              onClick={() => setFilter(f)}
+            >
+              {f} <span className="mono">{counts[f]}</span>
+            </button>
+          ))}
+        </div>
+      </div>
+      {/* Rows come in chunks of CHUNK, each its own fixed-layout table inside a box the browser
+          skips while it is off screen (content-visibility): a frame that touches 255 rows lays
+          out and paints only the visible ones. Same column widths everywhere, so they line up. */}
+      <div className="table-wrap channels-wrap" data-testid="channels">
+        <table className="table channels">
+          <Cols />
+          <thead>
+            <tr>
+              <th className="num">#</th>
+              <th>state</th>
+              <th>handshake</th>
+              <th className="num">bytes</th>
+              <th className="num">pages</th>
+              <th className="num">now</th>
+              <th>last {SPARK_SAMPLES} samples</th>
+              <th>error</th>
+            </tr>
+          </thead>
+        </table>
+        {chunks(shown).map((part, i) => (
+          <div className="channels-chunk" key={i}>
+            <table className="table channels">
+              <Cols />
+              <tbody>
+                {part.map((r) => (
+                  <ChannelRow key={r.id} v={r} />
+                ))}
+              </tbody>
+            </table>
+          </div>
+        ))}
+        {shown.length === 0 && <p className="muted">{rows.length === 0 ? 'No channels yet.' : `No ${filter} channels.`}</p>}
+      </div>
+    </section>
+  );
+}
+
+function sameRow(a: ChannelRowView, b: ChannelRowView): boolean {
+  return (
+    a.id === b.id &&
+    a.state === b.state &&
+    a.slow === b.slow &&
+    a.handshake === b.handshake &&
+    a.bytes === b.bytes &&
+    a.pages === b.pages &&
+    a.zeroPages === b.zeroPages &&
+    a.throughput === b.throughput &&
+    a.spark === b.spark &&
+    a.errorCode === b.errorCode &&
+    a.errorMessage === b.errorMessage &&
+    a.note === b.note
+  );
+}
+
+const ChannelRow = memo(
+  function ChannelRow({ v }: { v: ChannelRowView }) {
+    const idle = v.bytes === 0 && v.pages === 0;
+    return (
+      <tr data-testid="channel-row" data-channel={v.id} data-state={v.state} data-slow={v.slow ? 'true' : undefined} className={v.failed ? 'row-failed' : v.slow ? 'row-slow' : undefined}>
+        <td className="num">{v.id}</td>
+        <td>
+          <span className={`state ch-${v.state}`}>{v.state}</span>
+          {v.slow && <span className="flag-slow">slow</span>}
+        </td>
+        <td className="mono handshake">{v.handshake}</td>
+        <td className="num">{idle && v.failed ? '—' : formatBytes(v.bytes)}</td>
+        <td className="num" title={`${v.pages} pages, ${v.zeroPages} zero pages`}>
+          {idle && v.failed ? '—' : formatCount(v.pages)}
+        </td>
+        <td className="num" data-testid="channel-throughput" data-bps={v.throughput}>
+          {formatRate(v.throughput)}
+        </td>
+        <td>
+          <div className="spark-cell">
+            <svg className="spark" viewBox={`0 0 ${SPARK_W} ${SPARK_H}`} width={SPARK_W} height={SPARK_H} aria-hidden="true">
+              {v.spark && <path d={v.spark} />}
+            </svg>
+            {v.note && <span className="note">{v.note}</span>}
+          </div>
+        </td>
+        <td className="mono code" title={v.errorMessage ?? undefined}>
+          {v.errorCode ?? ''}
+        </td>
+      </tr>
+    );
+  },
+  (a, b) => sameRow(a.v, b.v),
+);

@@ -1,0 +1,361 @@
+'use client';
+
+/**
+ * The live view of one migration (DESIGN §10). Subscribes to its room; the reply carries the
+ * detail and the timeline so far, then batches of events of both sides arrive a few times a
+ * second. Everything lands in one mutable model kept in a ref; a timer re-renders at most
+ * FRAME_MS apart, and only when the model changed, however fast batches come. A migration
+ * that is over is shown the same way from GET detail + timeline.
+ */
+import { useEffect, useRef, useState } from 'react';
+import type { EventBatch } from '../../../lib/contracts/console';
+import { ApiError, api, exportUrl } from '../../lib/api';
+import { formatBytes, formatCount, formatDuration, formatEta, formatPercent, formatRate, formatRatio, shortId } from '../../lib/format';
+import {
+  applyEvents,
+  coveredBytes,
+  createModel,
+  eta as etaOf,
+  failureOf,
+  isTerminal,
+  loadBase,
+  PAGE_SIZE,
+  phaseSteps,
+  roundProgress,
+  type Eta,
+  type LiveModel,
+  type RoundProgress,
+} from '../../lib/live-model';
+import { getSocket } from '../../lib/socket';
+import { StateBadge } from '../StateBadge';
+import { ChannelGrid, channelViews } from './ChannelGrid';
+import { FailurePanel, Rejections } from './FailurePanel';
+import { PhaseTimeline } from './PhaseTimeline';
+import { RoundTable } from './RoundTable';
+import { ThroughputChart } from './ThroughputChart';
+
+/** At most ~4 renders a second. */
+const FRAME_MS = 250;
+
+type Status = { kind: 'loading' } | { kind: 'ready' } | { kind: 'missing'; message: string } | { kind: 'error'; message: string };
+
+export function LiveView({ id }: { id: string }) {
+  const modelRef = useRef<LiveModel>(createModel(id));
+  const [, setFrame] = useState(0);
+  const [status, setStatus] = useState<Status>({ kind: 'loading' });
+  const [subscribed, setSubscribed] = useState(false);
+  const [cancelState, setCancelState] = useState<{ pending: boolean; error: string | null }>({ pending: false, error: null });
+
+  // Re-render from the model, at most once per frame and only when it moved.
+  useEffect(() => {
+    let shown = -1;
+    const timer = setInterval(() => {
+      const v = modelRef.current.version;
+      if (v !== shown) {
+        shown = v;
+        setFrame(v);
+      }
+    }, FRAME_MS);
+    return () => clearInterval(timer);
+  }, []);
+
+  useEffect(() => {
+    const m = createModel(id);
+    modelRef.current = m;
+    setStatus({ kind: 'loading' });
+    setSubscribed(false);
+    let active = true;
+    /** 'live' once a subscribe reply is in: it is never older than what REST said. */
+    let base: 'none' | 'rest' | 'live' = 'none';
+    let restMissing: string | null = null;
+    const socket = getSocket();
+
+    const onBatch = (b: EventBatch) => {
+      if (b.id === id) applyEvents(m, b.events);
+    };
+    const subscribe = () => {
+      socket.emit('migration:subscribe', id, (r) => {
+        if (!active) return;
+        if (r.ok) {
+          loadBase(m, r.detail, r.timeline);
+          base = 'live';
+          setSubscribed(true);
+          setStatus({ kind: 'ready' });
+        } else if (base === 'none' && restMissing !== null) {
+          setStatus({ kind: 'missing', message: r.message });
+        }
+      });
+    };
+    const onDisconnect = () => setSubscribed(false);
+
+    socket.on('migration:events', onBatch);
+    socket.on('connect', subscribe);
+    socket.on('disconnect', onDisconnect);
+    if (socket.connected) subscribe();
+
+    // REST in parallel: shows a finished migration even if the socket is slow or down.
+    Promise.all([api.migration(id), api.timeline(id).catch(() => [])]).then(
+      ([detail, timeline]) => {
+        if (!active || base !== 'none') return;
+        loadBase(m, detail, timeline);
+        base = 'rest';
+        setStatus({ kind: 'ready' });
+      },
+      (err: unknown) => {
+        if (!active || base !== 'none') return;
+        if (err instanceof ApiError && err.status === 404) {
+          restMissing = err.message;
+          setStatus({ kind: 'missing', message: err.message });
+        } else {
+          setStatus({ kind: 'error', message: err instanceof ApiError ? `${err.code}: ${err.message}` : String(err) });
+        }
+      },
+    );
+
+    return () => {
+      active = false;
+      socket.off('migration:events', onBatch);
+      socket.off('connect', subscribe);
+      socket.off('disconnect', onDisconnect);
+      if (socket.connected) socket.emit('migration:unsubscribe', id);
+    };
+  }, [id]);
+
+  async function cancel() {
+    setCancelState({ pending: true, error: null });
+    try {
+      await api.cancel(id);
+      setCancelState({ pending: false, error: null });
+      // Without the socket no events will say so: read where it stands now.
+      if (!subscribed) {
+        const [detail, timeline] = await Promise.all([api.migration(id), api.timeline(id).catch(() => [])]);
+        loadBase(modelRef.current, detail, timeline);
+      }
+    } catch (err) {
+      setCancelState({ pending: false, error: err instanceof ApiError ? `${err.code}: ${err.message}` : String(err) });
+    }
+  }
+
+  const m = modelRef.current;
+  const s = m.snapshot;
+
+  if (status.kind === 'missing' && !s) {
+    return (
+      <section className="panel">
+        <h1>Migration {id}</h1>
+        <p className="error-text" data-testid="not-found">
+          {status.message}
+        </p>
+      </section>
+    );
+  }
+  if (status.kind === 'error' && !s) {
+    return (
+      <section className="panel">
+        <h1>Migration {id}</h1>
+        <p className="error-text" role="alert">
+          {status.message}
+        </p>
+      </section>
+    );
+  }
+  if (!s) {
+    return (
+      <section className="panel">
+        <h1>Migration {id}</h1>
+        <p className="muted">Loading…</p>
+      </section>
+    );
+  }
+
+  const now = Date.now();
+  const progress = roundProgress(m);
+  const eta = etaOf(m, progress);
+  const steps = phaseSteps(m);
+  const error = failureOf(m);
+  const terminal = isTerminal(s.state);
+  const rounds = [...m.rounds.values()].sort((a, b) => a.round - b.round);
+  const last = m.samples[m.samples.length - 1];
+  const peer = m.peerSide;
+  // Once over, the sliding window says little: the whole run's average does.
+  const average = m.summary?.throughput ?? (s.totalTimeMs ? (s.pageBytes * 1000) / s.totalTimeMs : null);
+
+  return (
+    <article className="live" data-testid="live-view" data-id={id}>
+      <header className="live-head">
+        <div className="title-row">
+          <h1>
+            Migration{' '}
+            <span className="mono" title={id}>
+              {shortId(id)}
+            </span>
+          </h1>
+          <div className="headline mono">
+            <StateBadge state={s.state} testId="migration-state" />
+            <span>
+              round <span data-testid="round">{s.round}</span>
+            </span>
+            {terminal ? (
+              <span data-testid="throughput" data-bps={average ?? 0} title="average over the whole migration">
+                avg {formatRate(average)}
+              </span>
+            ) : (
+              <span data-testid="throughput" data-bps={s.transferRate} title="over the last 2 s">
+                {formatRate(s.transferRate)}
+              </span>
+            )}
+            {terminal ? (
+              <span data-testid="total-time">took {formatDuration(s.totalTimeMs)}</span>
+            ) : (
+              <span data-testid="eta">ETA {eta?.ms != null ? formatEta(eta.ms) : '—'}</span>
+            )}
+          </div>
+          <div className="actions">
+            {!terminal && (
+              <button type="button" className="danger" data-testid="cancel" onClick={cancel} disabled={cancelState.pending || s.state === 'cancelling'}>
+                {s.state === 'cancelling' || cancelState.pending ? 'Cancelling…' : 'Cancel'}
+              </button>
+            )}
+            <a className="button" data-testid="export" href={exportUrl(id)} download>
+              Export
+            </a>
+          </div>
+        </div>
+        <p className="why mono" data-testid="eta-why">
+          {whyLine(m, eta, progress)}
+        </p>
+        <p className="ids">
+          <span>
+            id <span className="mono" data-testid="migration-id">{id}</span>
+          </span>
+          {s.uuid && (
+            <span>
+              guest <span className="mono">{s.uuid}</span>
+            </span>
+          )}
+          <span>
+            to <span className="mono">{m.summary?.destination ?? s.peer ?? '—'}</span>
+            {m.summary?.destination === 'embedded' && s.peer ? <span className="mono muted"> ({s.peer})</span> : null}
+          </span>
+          <span>
+            <span className="mono">{s.channelCount}</span> channels · RAM <span className="mono">{formatBytes(s.ramSize)}</span>
+          </span>
+          {!terminal && <span className={subscribed ? 'muted' : 'warn'}>{subscribed ? 'live' : 'not live: reconnecting…'}</span>}
+        </p>
+        {cancelState.error && (
+          <p className="error-text" role="alert">
+            {cancelState.error}
+          </p>
+        )}
+      </header>
+
+      <PhaseTimeline steps={steps} t0={s.startedAt} now={s.endedAt ?? now} />
+
+      <ProgressLine m={m} progress={progress} />
+
+      {(s.digest || s.verified) && (
+        <p className="completion">
+          digest <span className="mono" data-testid="digest">{s.digest}</span>
+          {s.verified ? (
+            <span className="verified" data-testid="verified">
+              verified
+            </span>
+          ) : (
+            <span className="muted"> (waiting for the destination to verify)</span>
+          )}
+          {s.downtimeMs !== null && <span className="muted"> · downtime {formatDuration(s.downtimeMs)}</span>}
+          {s.setupTimeMs !== null && <span className="muted"> · setup {formatDuration(s.setupTimeMs)}</span>}
+        </p>
+      )}
+
+      {error && (s.state === 'failed' || s.state === 'cancelled' || s.state === 'cancelling') && (
+        <FailurePanel error={error} cancelled={error.code === 'MIGRATION_CANCELLED'} />
+      )}
+
+      <ThroughputChart samples={m.samples} stamp={`${m.samples.length}:${last?.t ?? 0}`} channelCount={s.channelCount} ended={terminal} />
+
+      <ChannelGrid rows={channelViews(m)} />
+
+      <RoundTable rounds={rounds} switchover={m.switchover} downtimeMs={s.downtimeMs} />
+
+      {peer && (
+        <section className="panel" aria-labelledby="peer-title">
+          <h2 id="peer-title">{peer.role === 'destination' ? 'Destination' : 'Source'} side</h2>
+          <p className="mono" data-testid="peer-side" data-state={peer.state}>
+            <StateBadge state={peer.state} /> · received {formatBytes(peer.transferred)} · {formatCount(coveredBytes(peer) / PAGE_SIZE)} pages placed
+            {peer.digest && <> · digest {peer.digest}</>}
+            {peer.verified && <> · verified</>}
+          </p>
+        </section>
+      )}
+
+      <Rejections list={m.rejections} t0={s.startedAt} />
+    </article>
+  );
+}
+
+function whyLine(m: LiveModel, eta: Eta | null, progress: RoundProgress | null): string {
+  const s = m.snapshot!;
+  if (!eta) return '';
+  const left = formatBytes(eta.left);
+  switch (eta.kind) {
+    case 'setup': {
+      const accepted = s.channels.filter((c) => c.times.accepted !== null).length;
+      const limit = m.config?.setupTimeoutMs;
+      return `setting up: ${accepted} of ${s.channelCount} channels accepted${limit ? ` (all within ${formatDuration(limit)})` : ''}`;
+    }
+    case 'no-rate':
+      return `${left} left; no transfer rate measured yet`;
+    case 'copying':
+      if (s.round <= 1 || !progress?.resend) return `why this ETA: ${left} left at ${formatRate(eta.rate)}; dirty rate measured after round 1`;
+      return `why this ETA: ${left} left at ${formatRate(eta.rate)}; guest dirties ${formatRate(eta.dirtyRate)} (ratio ${formatRatio(eta.ratio)})`;
+    case 'not-converging':
+      return `why no ETA: ${left} left at ${formatRate(eta.rate)}; guest dirties ${formatRate(eta.dirtyRate)} (ratio ${formatRatio(eta.ratio)} ≥ 1: not converging; switchover at the round limit${m.config ? `, ${m.config.roundLimit}` : ''})`;
+    case 'switchover':
+      return `guest paused: final pass of ${left}, expected downtime ${formatDuration(s.expectedDowntimeMs)}${m.switchover ? ` (limit ${formatDuration(m.switchover.downtimeLimitMs)})` : ''}`;
+    case 'ended':
+      if (s.state === 'cancelling') return 'cancelling: the source guest keeps running';
+      if (s.state === 'completed') {
+        const n = m.rounds.size;
+        return `completed in ${formatDuration(s.totalTimeMs)}: ${formatBytes(s.transferred)} over ${s.channelCount} channels, ${n} pre-copy round${n === 1 ? '' : 's'} and the switchover pass`;
+      }
+      return `${s.state} after ${formatDuration(s.totalTimeMs)}; the source guest keeps running, unchanged`;
+  }
+}
+
+/** Pages sent against RAM, and what this round re-sends: progress never silently goes back. */
+function ProgressLine({ m, progress }: { m: LiveModel; progress: RoundProgress | null }) {
+  const s = m.snapshot!;
+  const covered = coveredBytes(s);
+  const pct = progress ? progress.fraction : 0;
+  return (
+    <section className="progress-panel" aria-label="progress">
+      <div className="bar" role="progressbar" aria-valuemin={0} aria-valuemax={100} aria-valuenow={Math.round(pct * 100)} data-testid="progress">
+        <div className="bar-fill" style={{ transform: `scaleX(${pct.toFixed(4)})` }} />
+      </div>
+      <p className="mono">
+        {s.state === 'completed'
+          ? `done: all ${formatBytes(s.ramSize)} of RAM on the destination`
+          : progress
+          ? progress.round === 1 || !progress.resend
+            ? `round ${progress.round}: ${formatBytes(progress.sent)} of ${formatBytes(progress.total)} (${formatPercent(progress.fraction)})`
+            : `round ${progress.round}: ${formatBytes(progress.sent)} of ${formatBytes(progress.total)} re-sent (${formatPercent(progress.fraction)})`
+          : s.state === 'setup'
+            ? 'setting up channels'
+            : 'no round started'}
+        <span className="muted">
+          {' '}
+          · pages sent {formatCount(covered / PAGE_SIZE)} ({formatBytes(covered)}) / RAM {formatBytes(s.ramSize)} ({formatCount(s.ramSize / PAGE_SIZE)} pages) · wire{' '}
+          {formatBytes(s.transferred)}
+        </span>
+      </p>
+      {progress?.resend && (
+        <p className="resend" data-testid="resend-note">
+          {progress.resend.final
+            ? `switchover re-sends ${formatBytes(progress.resend.bytes)} dirtied since round ${progress.resend.since}`
+            : `round ${progress.resend.round} re-sends ${formatBytes(progress.resend.bytes)} dirtied since round ${progress.resend.since}`}
+        </p>
+      )}
+    </section>
+  );
+}

@@ -1,0 +1,7 @@
+'use client';
+
+import { ErrorView, type ErrorProps } from '../components/ErrorView';
+
+export default function HistoryError(props: ErrorProps) {
+  return <ErrorView what="History" {...props} />;
+}

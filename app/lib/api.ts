@@ -1,0 +1,71 @@
+/**
+ * The console's REST calls (same origin). Failures become ApiError with the server's stable
+ * `code`, its message and, for a 422, the per-field messages the form shows.
+ */
+import type {
+  FieldErrors,
+  GuestSummary,
+  MigrationDetail,
+  MigrationSummary,
+  StartMigration,
+} from '../../lib/contracts/console';
+import type { MigrationEvent } from '../../lib/contracts';
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly fields: FieldErrors | null = null,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+async function request<T>(method: 'GET' | 'POST', url: string, body?: unknown): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(url, {
+      method,
+      cache: 'no-store',
+      headers: body === undefined ? { accept: 'application/json' } : { accept: 'application/json', 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (err) {
+    throw new ApiError(0, 'NETWORK', `the console server did not answer (${(err as Error).message})`);
+  }
+  const text = await res.text();
+  let parsed: unknown = null;
+  if (text) {
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = null;
+    }
+  }
+  if (!res.ok) {
+    const e = (parsed ?? {}) as { code?: unknown; message?: unknown; fields?: unknown };
+    throw new ApiError(
+      res.status,
+      typeof e.code === 'string' ? e.code : `HTTP_${res.status}`,
+      typeof e.message === 'string' ? e.message : `${method} ${url}: ${res.status} ${res.statusText}`,
+      e.fields && typeof e.fields === 'object' ? (e.fields as FieldErrors) : null,
+    );
+  }
+  return parsed as T;
+}
+
+const enc = encodeURIComponent;
+
+export const api = {
+  startMigration: (input: StartMigration) => request<MigrationSummary>('POST', '/api/migrations', input),
+  listMigrations: async () => (await request<{ migrations: MigrationSummary[] }>('GET', '/api/migrations')).migrations,
+  migration: (id: string) => request<MigrationDetail>('GET', `/api/migrations/${enc(id)}`),
+  timeline: async (id: string) => (await request<{ id: string; events: MigrationEvent[] }>('GET', `/api/migrations/${enc(id)}/timeline`)).events,
+  cancel: (id: string) => request<MigrationSummary>('POST', `/api/migrations/${enc(id)}/cancel`),
+  listGuests: async () => (await request<{ guests: GuestSummary[] }>('GET', '/api/guests')).guests,
+  stopGuest: (uuid: string) => request<GuestSummary>('POST', `/api/guests/${enc(uuid)}/stop`),
+};
+
+export const exportUrl = (id: string) => `/api/migrations/${enc(id)}/timeline?download=1`;

@@ -1,0 +1,100 @@
+/**
+ * Lists that the server broadcasts on change: fetched once over REST, then replaced by each
+ * `migrations:changed` / `guests:changed`, and fetched again after a reconnect (broadcasts
+ * missed while away are not replayed). While an item is still moving (a live migration, a
+ * migrating guest) the list is read again every few seconds, since broadcasts come only at
+ * starts and ends. For client components only.
+ */
+import { useEffect, useRef, useState } from 'react';
+import { TERMINAL_STATES } from '../../lib/contracts';
+import type { GuestSummary, MigrationSummary } from '../../lib/contracts/console';
+import { ApiError, api } from './api';
+import { getSocket, type ConsoleSocket } from './socket';
+
+export interface Listed<T> {
+  items: T[] | null;
+  error: string | null;
+  /** Replaces one item (by key) after an action, ahead of the broadcast. */
+  replace: (item: T) => void;
+}
+
+/** While some item is still moving, the list is read again this often (broadcasts come only at start and end). */
+const POLL_MS = 2000;
+
+/** Adds the list's broadcast handler; returns what removes that same handler. */
+type Listen<T> = (socket: ConsoleSocket, fn: (list: T[]) => void) => () => void;
+
+function useBroadcastList<T>(
+  listen: Listen<T>,
+  load: () => Promise<T[]>,
+  key: (item: T) => string,
+  moving: (item: T) => boolean,
+): Listed<T> {
+  const [items, setItems] = useState<T[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const refreshRef = useRef<() => void>(() => {});
+  const anyMoving = items?.some(moving) ?? false;
+
+  useEffect(() => {
+    let live = true;
+    // A broadcast newer than a fetch in flight wins over that fetch's answer.
+    let broadcasts = 0;
+    const socket = getSocket();
+    const refresh = () => {
+      const seen = broadcasts;
+      load().then(
+        (list) => {
+          if (!live || broadcasts !== seen) return;
+          setItems(list);
+          setError(null);
+        },
+        (err: unknown) => {
+          if (live) setError(err instanceof ApiError ? `${err.code}: ${err.message}` : String(err));
+        },
+      );
+    };
+    const onChanged = (list: T[]) => {
+      broadcasts++;
+      setItems(list);
+      setError(null);
+    };
+    refreshRef.current = refresh;
+    refresh();
+    const unlisten = listen(socket, onChanged);
+    socket.io.on('reconnect', refresh);
+    return () => {
+      live = false;
+      unlisten();
+      socket.io.off('reconnect', refresh);
+    };
+  }, [listen, load]);
+
+  useEffect(() => {
+    if (!anyMoving) return;
+    const timer = setInterval(() => refreshRef.current(), POLL_MS);
+    return () => clearInterval(timer);
+  }, [anyMoving]);
+
+  const replace = (item: T) => setItems((list) => (list ? list.map((x) => (key(x) === key(item) ? item : x)) : list));
+  return { items, error, replace };
+}
+
+const loadMigrations = () => api.listMigrations();
+const loadGuests = () => api.listGuests();
+const migrationKey = (m: MigrationSummary) => m.id;
+const guestKey = (g: GuestSummary) => g.uuid;
+const migrationMoving = (m: MigrationSummary) => !TERMINAL_STATES.includes(m.state);
+const guestMoving = (g: GuestSummary) => g.migrating !== null;
+
+const listenMigrations: Listen<MigrationSummary> = (socket, fn) => {
+  socket.on('migrations:changed', fn);
+  return () => void socket.off('migrations:changed', fn);
+};
+const listenGuests: Listen<GuestSummary> = (socket, fn) => {
+  socket.on('guests:changed', fn);
+  return () => void socket.off('guests:changed', fn);
+};
+
+// Module-level loaders and listeners: stable across renders, so the effect runs once.
+export const useMigrations = () => useBroadcastList(listenMigrations, loadMigrations, migrationKey, migrationMoving);
+export const useGuests = () => useBroadcastList(listenGuests, loadGuests, guestKey, guestMoving);

@@ -1,0 +1,183 @@
+/**
+ * The console as an operator uses it, in a real browser against the real server: start a
+ * migration from the form and watch every channel, find it in history, cancel one and see
+ * its guest still running here, and be told what is wrong with a bad form.
+ *
+ * Screenshots of the live view are kept as artifacts (test-results/<test>/*.png) and
+ * attached to the report.
+ */
+import { readFile } from 'node:fs/promises';
+import { expect, test } from '@playwright/test';
+import {
+  ACCEPTED_OR_LATER,
+  getMigration,
+  listGuests,
+  listMigrations,
+  liveSeen,
+  migrationIdOf,
+  openConsole,
+  openPage,
+  recordLiveView,
+  screenshot,
+  setField,
+  stopGuests,
+} from './support';
+
+/** Guests started by these tests, stopped at the end so the host stays quiet. */
+const started = new Set<string>();
+test.afterAll(async ({ request }) => {
+  await stopGuests(request, started);
+});
+
+test('8 channels: every channel accepted and streaming, completion verified, then found in history', async ({ page, request }, testInfo) => {
+  await recordLiveView(page);
+  const form = await openConsole(page);
+  await expect(form.locator('[name="destination"]')).toHaveValue('embedded');
+
+  // 64 MiB of random RAM at 16 MiB/s: about 4 s of streaming, long enough to watch.
+  await setField(form, 'channels', '8');
+  await setField(form, 'ramSize', '64');
+  await setField(form, 'maxBandwidth', '16');
+  await form.getByTestId('start').click();
+
+  await page.waitForURL(/\/migrations\/[^/]+$/, { timeout: 15_000 });
+  const id = migrationIdOf(page);
+  const state = page.getByTestId('migration-state');
+  const rows = page.locator('tr[data-testid="channel-row"]');
+  await expect(rows).toHaveCount(8);
+
+  // Mid-transfer: active, with bytes flowing on some channel.
+  await page.waitForFunction(
+    () => {
+      const s = document.querySelector('[data-testid="migration-state"]')?.textContent?.trim();
+      if (s === 'completed' || s === 'failed' || s === 'cancelled') return true; // too late: fails below
+      return (
+        s === 'active' &&
+        Array.from(document.querySelectorAll('[data-testid="channel-throughput"]')).some((c) => Number(c.getAttribute('data-bps')) > 0)
+      );
+    },
+    null,
+    { polling: 50, timeout: 20_000 },
+  );
+  await expect(state, 'the live view should show the migration active while it streams').toHaveText('active', { timeout: 100 });
+  await screenshot(page, testInfo, 'live-view-mid-transfer');
+
+  // Completion, with the digest verified by the destination.
+  await expect(state).toHaveText('completed', { timeout: 45_000 });
+  await expect(page.getByTestId('verified')).toBeVisible();
+  const digest = page.getByTestId('digest');
+  await expect(digest).toHaveText(/^\s*[0-9a-f]{16}\s*$/);
+  const detail = await getMigration(request, id);
+  started.add(detail.summary.uuid ?? '');
+  expect(detail.summary.state).toBe('completed');
+  expect(detail.snapshot.verified).toBe(true);
+  expect((await digest.textContent())?.trim()).toBe(detail.snapshot.digest);
+  await screenshot(page, testInfo, 'live-view-completed');
+
+  // Every one of the 8 channels was seen accepted (or later) and with non-zero throughput.
+  const seen = await liveSeen(page);
+  const channels = Object.entries(seen.channels);
+  expect(channels.map(([ch]) => ch).sort(), 'the channel rows the page showed').toHaveLength(8);
+  for (const [ch, s] of channels) {
+    expect(s.states.some((st) => ACCEPTED_OR_LATER.includes(st)), `channel ${ch} states seen: ${s.states.join(' → ')}`).toBe(true);
+    expect(s.maxBps, `channel ${ch}: highest data-bps seen`).toBeGreaterThan(0);
+  }
+  expect(seen.states, 'the states the page showed').toContain('active');
+  testInfo.annotations.push({ type: 'live view', description: `states ${seen.states.join(' → ')}; ${channels.map(([ch, s]) => `ch${ch} ${s.states.join('→')} max ${(s.maxBps / 1048576).toFixed(2)} MiB/s`).join('; ')}` });
+
+  // A reload replays it; history lists it.
+  await page.reload();
+  await expect(state).toHaveText('completed');
+  await expect(page.getByTestId('digest')).toHaveText(new RegExp(`^\\s*${detail.snapshot.digest}\\s*$`));
+  await openPage(page, '/history');
+  const row = page.locator(`[data-testid="history-row"][data-id="${id}"]`);
+  await expect(row).toHaveCount(1);
+  await expect(row).toHaveAttribute('data-state', 'completed');
+  // ... and opens its (replayed) view.
+  await row.getByRole('link').first().click();
+  await page.waitForURL(`**/migrations/${encodeURIComponent(id)}`);
+  await expect(state).toHaveText('completed');
+  await expect(page.locator('tr[data-testid="channel-row"]')).toHaveCount(8);
+  await expect(page.getByTestId('verified')).toBeVisible();
+});
+
+test('cancel a running migration: cancelled, and the guest still runs on the source', async ({ page, request }, testInfo) => {
+  const form = await openConsole(page);
+  // 256 MiB at 16 MiB/s: 16 s, surely still running when cancelled.
+  await setField(form, 'channels', '4');
+  await setField(form, 'ramSize', '256');
+  await setField(form, 'maxBandwidth', '16');
+  await form.getByTestId('start').click();
+
+  await page.waitForURL(/\/migrations\/[^/]+$/, { timeout: 15_000 });
+  const id = migrationIdOf(page);
+  const state = page.getByTestId('migration-state');
+  await expect(state).toHaveText('active', { timeout: 20_000 });
+  // Bytes flowing before it is cancelled (the screenshot shows a transfer under way).
+  await expect
+    .poll(() => page.locator('[data-testid="channel-throughput"]').evaluateAll((cells) => cells.some((c) => Number(c.getAttribute('data-bps')) > 0)), {
+      timeout: 10_000,
+      intervals: [50],
+    })
+    .toBe(true);
+  await expect(state).toHaveText('active', { timeout: 100 });
+  const { summary } = await getMigration(request, id);
+  const uuid = summary.uuid;
+  expect(uuid, 'the migration names its guest').toBeTruthy();
+  started.add(uuid!);
+  await screenshot(page, testInfo, 'live-view-before-cancel');
+
+  await page.getByTestId('cancel').click();
+  await expect(state).toHaveText('cancelled', { timeout: 15_000 });
+  await expect(page.getByTestId('failure')).toHaveAttribute('data-code', 'MIGRATION_CANCELLED');
+  await screenshot(page, testInfo, 'live-view-cancelled');
+  expect((await getMigration(request, id)).summary.state).toBe('cancelled');
+
+  // Export: the timeline as a JSON file, ending with the cancellation.
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export').click()]);
+  const exported = JSON.parse(await readFile(await download.path(), 'utf8')) as { id: string; events: Array<{ type: string }> };
+  expect(exported.id).toBe(id);
+  expect(exported.events.at(-1)?.type).toBe('cancelled');
+
+  // The guest carries on where it was: on this host, created here, running.
+  const guest = (await listGuests(request)).find((g) => g.uuid === uuid);
+  expect(guest, `guest ${uuid} in GET /api/guests`).toBeTruthy();
+  expect(guest).toMatchObject({ origin: 'created', state: 'running', migrating: null });
+  await openPage(page, '/');
+  const row = page.locator(`[data-testid="guest-row"][data-uuid="${uuid}"]`);
+  await expect(row).toHaveCount(1);
+  await expect(row).toHaveAttribute('data-origin', 'created');
+  await expect(row).toHaveAttribute('data-state', 'running');
+  await expect(page.locator(`[data-testid="migration-row"][data-id="${id}"]`)).toHaveAttribute('data-state', 'cancelled');
+
+  // And the operator can stop it from the list.
+  page.on('dialog', (d) => void d.accept());
+  await row.getByTestId('stop-guest').click();
+  await expect(row).toHaveCount(0);
+  expect((await listGuests(request)).some((g) => g.uuid === uuid)).toBe(false);
+  started.delete(uuid!);
+});
+
+test('an invalid form shows the field errors next to channels and starts nothing', async ({ page, request }) => {
+  const before = (await listMigrations(request)).length;
+  const form = await openConsole(page);
+  const channels = form.locator('[name="channels"]');
+  const error = page.getByTestId('error-channels');
+
+  for (const [value, message] of [
+    ['0', /at least 1/],
+    ['256', /at most 255/],
+  ] as const) {
+    await setField(form, 'channels', value);
+    await form.getByTestId('start').click();
+    await expect(error, `error shown for channels=${value}`).toBeVisible();
+    await expect(error).toHaveText(message);
+    await expect(page).toHaveURL(/\/$/);
+    // "Next to the field": the message sits within a line or two of the input.
+    const [a, b] = [await channels.boundingBox(), await error.boundingBox()];
+    expect(a && b, 'channels input and its error are laid out').toBeTruthy();
+    const gap = Math.max(0, b!.y - (a!.y + a!.height), a!.y - (b!.y + b!.height));
+    expect(gap, `vertical gap between the channels input and its error (channels=${value})`).toBeLessThan(80);
+  }
+  expect((await listMigrations(request)).length, 'no migration was created').toBe(before);
+});

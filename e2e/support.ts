@@ -1,0 +1,173 @@
+/**
+ * What the e2e specs share: the REST API as typed helpers, form filling by field name, and a
+ * recorder that watches the live view in the browser (every DOM change) so short-lived states
+ * (a channel's throughput while it streams) are seen even between Playwright's polls.
+ */
+import { expect, type APIRequestContext, type Locator, type Page, type TestInfo } from '@playwright/test';
+import type { GuestSummary, MigrationDetail, MigrationSummary } from '../lib/contracts/console';
+
+export type { GuestSummary, MigrationDetail, MigrationSummary };
+
+const MiB = 1024 * 1024;
+export { MiB };
+
+export const TERMINAL = ['completed', 'failed', 'cancelled'];
+/** A channel that got this far was accepted by the destination. */
+export const ACCEPTED_OR_LATER = ['accepted', 'streaming', 'synced', 'closed'];
+
+// --- REST ------------------------------------------------------------------------------
+
+async function json<T>(res: Awaited<ReturnType<APIRequestContext['get']>>, what: string): Promise<T> {
+  expect(res.ok(), `${what}: HTTP ${res.status()} ${await res.text().catch(() => '')}`).toBe(true);
+  return (await res.json()) as T;
+}
+
+export async function listMigrations(request: APIRequestContext): Promise<MigrationSummary[]> {
+  return (await json<{ migrations: MigrationSummary[] }>(await request.get('/api/migrations'), 'GET /api/migrations')).migrations;
+}
+
+export async function getMigration(request: APIRequestContext, id: string): Promise<MigrationDetail> {
+  return json<MigrationDetail>(await request.get(`/api/migrations/${encodeURIComponent(id)}`), `GET /api/migrations/${id}`);
+}
+
+export async function listGuests(request: APIRequestContext): Promise<GuestSummary[]> {
+  return (await json<{ guests: GuestSummary[] }>(await request.get('/api/guests'), 'GET /api/guests')).guests;
+}
+
+/** Polls GET /api/migrations/:id until the migration ended; returns the final detail. */
+export async function waitForEnd(request: APIRequestContext, id: string, timeout = 45_000): Promise<MigrationDetail> {
+  let last: MigrationDetail | null = null;
+  await expect
+    .poll(
+      async () => {
+        last = await getMigration(request, id);
+        return last.summary.state;
+      },
+      { timeout, intervals: [100, 250, 500], message: `migration ${id} should end` },
+    )
+    .toMatch(/^(completed|failed|cancelled)$/);
+  return last!;
+}
+
+/** Stops guests the tests left running (best effort), so later tests start from a quiet host. */
+export async function stopGuests(request: APIRequestContext, uuids: Iterable<string | null | undefined>): Promise<void> {
+  for (const uuid of uuids) {
+    if (uuid) await request.post(`/api/guests/${encodeURIComponent(uuid)}/stop`).catch(() => {});
+  }
+}
+
+// --- pages -----------------------------------------------------------------------------
+
+/**
+ * Opens a console page and waits until it is interactive: live updates connected (the nav's
+ * socket indicator) and, when given, a control React enables once it has hydrated the page
+ * (the form's Start button is disabled until then: typing before hydration would be lost).
+ */
+export async function openPage(page: Page, url: string, hydrated?: Locator): Promise<void> {
+  await page.goto(url);
+  await expect(page.getByTestId('connection')).toHaveAttribute('data-state', 'connected', { timeout: 15_000 });
+  if (hydrated) await expect(hydrated).toBeEnabled({ timeout: 15_000 });
+}
+
+/** The console's front page, its new-migration form ready for input. */
+export async function openConsole(page: Page): Promise<Locator> {
+  const form = page.getByTestId('new-migration');
+  await openPage(page, '/', form.getByTestId('start'));
+  return form;
+}
+
+// --- the form --------------------------------------------------------------------------
+
+/** Sets a field of the new-migration form by its name, whatever control it is. */
+export async function setField(form: Locator, name: string, value: string): Promise<void> {
+  const field = form.locator(`[name="${name}"]`);
+  await expect(field, `form field "${name}"`).toHaveCount(1);
+  const tag = await field.evaluate((el) => el.tagName.toLowerCase());
+  if (tag === 'select') await field.selectOption(value);
+  else await field.fill(value);
+}
+
+/** The migration id of a /migrations/<id> page. */
+export function migrationIdOf(page: Page): string {
+  const m = /\/migrations\/([^/?#]+)/.exec(new URL(page.url()).pathname);
+  expect(m, `a /migrations/<id> URL, got ${page.url()}`).not.toBeNull();
+  return decodeURIComponent(m![1]);
+}
+
+// --- the live view recorder ------------------------------------------------------------
+
+export interface ChannelSeen {
+  states: string[];
+  maxBps: number;
+}
+export interface LiveSeen {
+  /** every distinct migration-state text, in order */
+  states: string[];
+  channels: Record<string, ChannelSeen>;
+}
+
+declare global {
+  interface Window {
+    __multifdSeen?: Record<string, LiveSeen>;
+  }
+}
+
+/**
+ * Installs (before any page script) a recorder of what the live view shows, keyed by path:
+ * every state the page displayed, and per channel row every data-state and the highest
+ * data-bps. It follows client-side navigation (from `/` to `/migrations/<id>`).
+ */
+export async function recordLiveView(page: Page): Promise<void> {
+  await page.addInitScript(() => {
+    const seen: Record<string, LiveSeen> = (window.__multifdSeen = {});
+    const scan = () => {
+      const state = document.querySelector('[data-testid="migration-state"]')?.textContent?.trim() ?? '';
+      const rows = document.querySelectorAll('tr[data-testid="channel-row"]');
+      if (!state && rows.length === 0) return;
+      const rec = (seen[location.pathname] ??= { states: [], channels: {} });
+      if (state && rec.states[rec.states.length - 1] !== state) rec.states.push(state);
+      rows.forEach((row) => {
+        const id = row.getAttribute('data-channel') ?? '?';
+        const ch = (rec.channels[id] ??= { states: [], maxBps: 0 });
+        const s = row.getAttribute('data-state') ?? '';
+        if (s && ch.states[ch.states.length - 1] !== s) ch.states.push(s);
+        const bps = Number(row.querySelector('[data-testid="channel-throughput"]')?.getAttribute('data-bps'));
+        if (Number.isFinite(bps) && bps > ch.maxBps) ch.maxBps = bps;
+      });
+    };
+    let queued = false;
+    const schedule = () => {
+      if (queued) return;
+      queued = true;
+      queueMicrotask(() => {
+        queued = false;
+        scan();
+      });
+    };
+    const start = () => {
+      new MutationObserver(schedule).observe(document.documentElement, {
+        subtree: true,
+        childList: true,
+        attributes: true,
+        characterData: true,
+      });
+      setInterval(scan, 50);
+      scan();
+    };
+    if (document.documentElement) start();
+    else document.addEventListener('DOMContentLoaded', start);
+  });
+}
+
+export async function liveSeen(page: Page): Promise<LiveSeen> {
+  const path = new URL(page.url()).pathname;
+  return page.evaluate((p) => window.__multifdSeen?.[p] ?? { states: [], channels: {} }, path);
+}
+
+/** A full-page screenshot kept with the test's artifacts (test-results/...) and attached to its report. */
+export async function screenshot(page: Page, testInfo: TestInfo, name: string): Promise<string> {
+  const file = testInfo.outputPath(`${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  await testInfo.attach(name, { path: file, contentType: 'image/png' });
+  return file;
+}
