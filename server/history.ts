@@ -224,19 +224,22 @@ function interruptedSnapshot(s: MigrationSnapshot, endedAt: number): MigrationSn
     channels: s.channels.map((c) =>
       c.state === 'closed' || c.state === 'failed' || c.state === 'rejected' ? c : { ...c, state: 'closed' as const },
     ),
-    error: s.error ?? {
-      code: INTERRUPTED_CODE,
-      message: INTERRUPTED_MESSAGE,
-      channel: null,
-      peer: null,
-      connection: null,
-      expected: null,
-      received: null,
-      field: null,
-      missing: null,
-    },
+    error: s.error ?? INTERRUPTED_ERROR,
   };
 }
+
+/** The error an interrupted migration ends with, on each side and in its last event. */
+const INTERRUPTED_ERROR = {
+  code: INTERRUPTED_CODE,
+  message: INTERRUPTED_MESSAGE,
+  channel: null,
+  peer: null,
+  connection: null,
+  expected: null,
+  received: null,
+  field: null,
+  missing: null,
+} as const;
 
 /** The events the engine would have ended this side's stream with: state → failed, failed. */
 function interruptedEvents(s: MigrationSnapshot, time: number): MigrationEvent[] {
@@ -244,19 +247,7 @@ function interruptedEvents(s: MigrationSnapshot, time: number): MigrationEvent[]
   const base = { time, role: s.role, migration: { id: s.id, uuid: s.uuid } };
   return [
     { type: 'state', ...base, state: 'failed', previous: s.state },
-    {
-      type: 'failed',
-      ...base,
-      code: INTERRUPTED_CODE,
-      message: INTERRUPTED_MESSAGE,
-      channel: null,
-      peer: null,
-      connection: null,
-      expected: null,
-      received: null,
-      field: null,
-      missing: null,
-    },
+    { type: 'failed', ...base, ...INTERRUPTED_ERROR },
   ];
 }
 

@@ -38,12 +38,6 @@ export function formatRate(bytesPerSecond: number | null | undefined): string {
   return `${formatBytes(bytesPerSecond)}/s`;
 }
 
-/** GiB/s with two decimals, for history's throughput column. */
-export function formatGiBps(bytesPerSecond: number | null | undefined): string {
-  if (!finite(bytesPerSecond)) return DASH;
-  return (bytesPerSecond / GiB).toFixed(2);
-}
-
 /** `340 ms`, `1.25 s`, `12.5 s`, `4 min 05 s`, `2 h 03 min`. */
 export function formatDuration(ms: number | null | undefined): string {
   if (!finite(ms)) return DASH;

@@ -193,7 +193,16 @@ export function LiveView({ id }: { id: string }) {
           <div className="headline mono">
             <StateBadge state={s.state} testId="migration-state" />
             <span>
-              round <span data-testid="round">{s.round}</span>
+              {/* The engine numbers the switchover's last pass as one more round. */}
+              {m.switchover ? (
+                <>
+                  <span data-testid="round">{m.rounds.size}</span> round{m.rounds.size === 1 ? '' : 's'} + switchover
+                </>
+              ) : (
+                <>
+                  round <span data-testid="round">{s.round}</span>
+                </>
+              )}
             </span>
             {terminal ? (
               <span data-testid="throughput" data-bps={average ?? 0} title="average over the whole migration">
