@@ -394,7 +394,6 @@ export class Destination {
   /** A main channel refused before a migration exists: say why on it, then close. */
   private refuseMain(conn: Connection, err: MigrationError): void {
     this.own.emit('channel-rejected', MigrationEmitter.failure(err));
-    // If exactly one migration is in setup, a uuid-mismatched main is reported to it too.
     conn.owner = 'refused';
     conn.finish(encodeJsonFrame(FrameType.Failed, err.toJSON()));
   }

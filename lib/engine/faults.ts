@@ -3,20 +3,15 @@
  */
 import { ConfigInvalidError } from '../errors';
 
-export type FaultKind =
-  | 'uuid' | 'dup' | 'id' | 'id-big' | 'magic' | 'version' | 'truncate' | 'stall'
-  | 'drop' | 'bad-header' | 'slow';
+/** Handshake faults: what channel K sends instead of its own handshake. */
+export type FaultKind = 'uuid' | 'dup' | 'id' | 'id-big' | 'magic' | 'version' | 'truncate' | 'stall';
 
 export interface Fault {
   channel: number;
   kind: FaultKind;
-  /** id for `id-N`, bytes for truncate/drop, bytes/s for slow. */
+  /** id for `id-N`, bytes for truncate. */
   n?: number;
-  /** field for bad-header. */
-  field?: 'normal_pages' | 'offset' | 'ramblock' | 'short-payload';
 }
-
-const HEADER_FIELDS = ['normal_pages', 'offset', 'ramblock', 'short-payload'] as const;
 
 /** Parses one `--inject` value. Throws ConfigInvalidError saying what was expected. */
 export function parseFault(spec: string, channels: number): Fault {
@@ -50,17 +45,6 @@ export function parseFault(spec: string, channels: number): Fault {
       return { channel, kind };
     case 'truncate':
       return { channel, kind, n: bytes('BYTES', 20) };
-    case 'drop':
-      return { channel, kind, n: bytes('BYTES') };
-    case 'slow':
-      return { channel, kind, n: Math.max(1, bytes('RATE (bytes/s)')) };
-    case 'bad-header': {
-      const f = HEADER_FIELDS.find((x) => x === arg);
-      if (!f) throw new ConfigInvalidError(`--inject ${spec}: bad-header takes one of ${HEADER_FIELDS.join(', ')}`);
-      return { channel, kind, field: f };
-    }
   }
-  throw new ConfigInvalidError(
-    `--inject ${spec}: unknown fault; expected uuid, dup, id-N, id-big, magic, version, truncate[:BYTES], stall, drop:BYTES, bad-header:FIELD or slow:RATE`,
-  );
+  throw new ConfigInvalidError(`--inject ${spec}: unknown fault; expected uuid, dup, id-N, id-big, magic, version, truncate[:BYTES] or stall`);
 }
