@@ -130,3 +130,51 @@ describe('cancel', () => {
     await (await arrived).guest?.stop();
   });
 });
+
+describe('injected stream faults (4 channels)', () => {
+  let td: TestDest;
+  before(async () => {
+    td = await startDest({ noProgressTimeoutMs: 3000 });
+  });
+  after(async () => {
+    await td.close();
+  });
+
+  const cases: Array<{ inject: string; codes: ErrorCode[]; channel: number }> = [
+    { inject: 'ch1:bad-header:normal_pages', codes: ['MIGRATION_PACKET_BAD_HEADER'], channel: 1 },
+    { inject: 'ch2:bad-header:offset', codes: ['MIGRATION_PACKET_OFFSET_OUT_OF_RANGE'], channel: 2 },
+    { inject: 'ch3:bad-header:ramblock', codes: ['MIGRATION_PACKET_UNKNOWN_RAMBLOCK'], channel: 3 },
+    { inject: 'ch0:bad-header:short-payload', codes: ['MIGRATION_PACKET_SHORT_PAYLOAD'], channel: 0 },
+    // cut inside a packet's payload, or exactly at a packet's end
+    { inject: 'ch2:drop:100000', codes: ['MIGRATION_PACKET_SHORT_PAYLOAD'], channel: 2 },
+    { inject: 'ch1:drop:524288', codes: ['MIGRATION_CHANNEL_CLOSED', 'MIGRATION_PACKET_SHORT_PAYLOAD'], channel: 1 },
+  ];
+
+  for (const c of cases) {
+    it(`${c.inject} → ${c.codes.join(' or ')} on channel ${c.channel}; guest unharmed; retry works`, async () => {
+      const guest = await makeGuest({ ramSize: 8 << 20 });
+      const digest = await fullDigest(guest.blocks);
+      const run = await migrate(guest, td.port, { channels: 4 }, [parseFault(c.inject, 4)], td);
+      assert.equal(run.result.state, 'failed');
+      assert.ok(c.codes.includes(run.result.error!.code), `${run.result.error?.code}: ${run.result.error?.message}`);
+      assert.equal(run.result.error?.channel, c.channel);
+      assert.equal(run.dest?.state, 'failed', 'the destination fails it and discards the RAM');
+      assert.equal(run.dest?.error?.code, run.result.error?.code, 'both sides name the same first error');
+      assert.equal(guest.state, 'running');
+      assert.equal(await fullDigest(guest.blocks), digest);
+      const retry = await migrate(guest, td.port, { channels: 4 }, [], td);
+      assert.equal(retry.result.state, 'completed', retry.result.error?.message);
+      await retry.dest?.guest?.stop();
+    });
+  }
+
+  it('ch3:slow holds up the sync rounds: the migration completes, channel 3 carried the least', async () => {
+    const guest = await makeGuest({ ramSize: 16 << 20 });
+    const run = await migrate(guest, td.port, { channels: 4 }, [parseFault('ch3:slow:2097152', 4)], td);
+    assert.equal(run.result.state, 'completed', run.result.error?.message);
+    const bytes = run.result.snapshot.channels.map((c) => c.bytes);
+    assert.equal(Math.min(...bytes), bytes[3], `bytes per channel ${bytes}`);
+    assert.ok(bytes[3] < bytes[0] / 2, `bytes per channel ${bytes}`);
+    await run.dest?.guest?.stop();
+  });
+});

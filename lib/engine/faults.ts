@@ -3,14 +3,24 @@
  */
 import { ConfigInvalidError } from '../errors';
 
-/** Handshake faults: what channel K sends instead of its own handshake. */
-export type FaultKind = 'uuid' | 'dup' | 'id' | 'id-big' | 'magic' | 'version' | 'truncate' | 'stall';
+/**
+ * Handshake faults (what channel K sends instead of its handshake) and stream faults (what
+ * it does to its packets).
+ */
+export type FaultKind =
+  | 'uuid' | 'dup' | 'id' | 'id-big' | 'magic' | 'version' | 'truncate' | 'stall'
+  | 'drop' | 'bad-header' | 'slow';
+
+export const HEADER_FAULTS = ['normal_pages', 'offset', 'ramblock', 'short-payload'] as const;
+export type HeaderFault = (typeof HEADER_FAULTS)[number];
 
 export interface Fault {
   channel: number;
   kind: FaultKind;
-  /** id for `id-N`, bytes for truncate. */
+  /** id for `id-N`, bytes for truncate and drop, bytes/s for slow. */
   n?: number;
+  /** which part of its first page-carrying packet bad-header corrupts. */
+  field?: HeaderFault;
 }
 
 /** Parses one `--inject` value. Throws ConfigInvalidError saying what was expected. */
@@ -45,6 +55,22 @@ export function parseFault(spec: string, channels: number): Fault {
       return { channel, kind };
     case 'truncate':
       return { channel, kind, n: bytes('BYTES', 20) };
+    case 'drop':
+      if (arg === undefined) throw new ConfigInvalidError(`--inject ${spec}: drop takes the payload bytes to send first, e.g. ch1:drop:65536`);
+      return { channel, kind, n: bytes('BYTES') };
+    case 'slow': {
+      if (arg === undefined) throw new ConfigInvalidError(`--inject ${spec}: slow takes a rate in bytes/s, e.g. ch1:slow:1048576`);
+      const n = bytes('RATE (bytes/s)');
+      if (n < 1) throw new ConfigInvalidError(`--inject ${spec}: slow needs a rate of at least 1 byte/s`);
+      return { channel, kind, n };
+    }
+    case 'bad-header': {
+      const field = HEADER_FAULTS.find((x) => x === arg);
+      if (!field) throw new ConfigInvalidError(`--inject ${spec}: bad-header takes one of ${HEADER_FAULTS.join(', ')}`);
+      return { channel, kind, field };
+    }
   }
-  throw new ConfigInvalidError(`--inject ${spec}: unknown fault; expected uuid, dup, id-N, id-big, magic, version, truncate[:BYTES] or stall`);
+  throw new ConfigInvalidError(
+    `--inject ${spec}: unknown fault; expected uuid, dup, id-N, id-big, magic, version, truncate[:BYTES], stall, drop:BYTES, bad-header:FIELD or slow:RATE`,
+  );
 }

@@ -8,6 +8,7 @@ import { ChannelClosedError, ConnectFailedError, MigrationError, type Serialized
 import { MULTIFD_VERSION, encodeHandshake, uuidToBytes } from '../protocol';
 import type { Fault } from './faults';
 import type { OutPacket } from './packer';
+import type { RateLimiter } from './ratelimit';
 import { RateMeter, emptyTimes, type ChannelTimes } from './stats';
 
 export interface ChannelHooks {
@@ -34,6 +35,12 @@ export class SourceChannel {
   /** last time the bytes flushed to the kernel moved, for the no-progress check */
   lastProgress = 0;
   private lastFlushed = 0;
+  /** the slow fault's own rate limit */
+  throttle: RateLimiter | null = null;
+  /** payload bytes sent, for the drop fault */
+  private payloadSent = 0;
+  /** a stream fault has been injected: the channel sends nothing more */
+  private faulted = false;
   /** set once the migration no longer cares about this socket (done, failed, cancelled) */
   private retired = false;
 
@@ -119,12 +126,77 @@ export class SourceChannel {
   /** Queues one packet (header and payload in one writev). False: wait for drain(). */
   write(p: OutPacket): boolean {
     const s = this.socket;
-    if (!s || s.destroyed) return true; // the loss is reported by onLost
+    if (!s || s.destroyed || this.faulted) return true; // the loss is reported by onLost
+    const f = this.fault;
+    if (f && (f.kind === 'drop' || (f.kind === 'bad-header' && p.normalPages > 0))) return this.writeFaulty(s, p, f);
     s.cork();
     s.write(p.header);
     for (const v of p.payload) s.write(v);
     s.uncork();
     this.bytes += p.bytes;
+    this.pages += p.normalPages;
+    this.zeroPages += p.zeroPages;
+    this.packets++;
+    return !s.writableNeedDrain;
+  }
+
+  /**
+   * Stream faults (DESIGN 7.2): drop closes the connection after n payload bytes;
+   * bad-header corrupts the first packet that carries pages, then the channel sends nothing
+   * more (the destination has to say what it found).
+   */
+  private writeFaulty(s: net.Socket, p: OutPacket, f: Fault): boolean {
+    const chunks: Uint8Array[] = [p.header, ...p.payload];
+    if (f.kind === 'drop') {
+      const budget = (f.n ?? 0) - this.payloadSent;
+      const payloadLen = p.bytes - p.header.length;
+      if (payloadLen <= budget) {
+        this.payloadSent += payloadLen;
+        return this.writeAll(s, chunks, p);
+      }
+      // The cut falls inside this packet: send up to it, then close.
+      const out: Uint8Array[] = [p.header];
+      let left = budget;
+      for (const v of p.payload) {
+        if (left <= 0) break;
+        out.push(v.subarray(0, Math.min(v.length, left)));
+        left -= v.length;
+      }
+      this.faulted = true;
+      this.writeAll(s, out, p);
+      s.end();
+      return true;
+    }
+    const h = Uint8Array.from(p.header);
+    const dv = new DataView(h.buffer);
+    switch (f.field) {
+      case 'normal_pages':
+        dv.setUint32(16, dv.getUint32(12) + 1); // above pages_alloc
+        break;
+      case 'offset':
+        dv.setUint32(320, 0x7fff); // high word: an offset far outside any block
+        break;
+      case 'ramblock':
+        h.fill(0, 64, 320);
+        h.set(new TextEncoder().encode('no-such-block'), 64);
+        break;
+      case 'short-payload':
+        chunks.length = 0;
+        chunks.push(p.header, ...p.payload.map((v) => v.subarray(0, v.length >> 1)));
+        this.faulted = true;
+        this.writeAll(s, chunks, p);
+        s.end();
+        return true;
+    }
+    this.faulted = true;
+    return this.writeAll(s, [h, ...p.payload], p);
+  }
+
+  private writeAll(s: net.Socket, chunks: Uint8Array[], p: OutPacket): boolean {
+    s.cork();
+    for (const v of chunks) s.write(v);
+    s.uncork();
+    this.bytes += chunks.reduce((n, v) => n + v.length, 0);
     this.pages += p.normalPages;
     this.zeroPages += p.zeroPages;
     this.packets++;
@@ -182,7 +254,8 @@ export class SourceChannel {
   }
 
   private onLost(err: Error | null): void {
-    if (this.retired) return;
+    // After an injected stream fault the close is ours; what the destination found is the error.
+    if (this.retired || this.faulted) return;
     this.retired = true;
     const e = this.closedError();
     const detail = err ? `${e.message} (${(err as NodeJS.ErrnoException).code ?? err.message})` : e.message;

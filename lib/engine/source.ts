@@ -137,7 +137,11 @@ export class SourceMigration {
       // explanation, not the bare close (the sockets race), should be the first error.
       lost: (ch: SourceChannel, err: MigrationError) => void this.life.timeout(LOST_GRACE_MS, () => this.fail(err)),
     };
-    for (let i = 0; i < this.config.channels; i++) this.channels.push(new SourceChannel(i, hooks, faults.get(i) ?? null));
+    for (let i = 0; i < this.config.channels; i++) {
+      const ch = new SourceChannel(i, hooks, faults.get(i) ?? null);
+      if (ch.fault?.kind === 'slow') ch.throttle = new RateLimiter(ch.fault.n!, this.life);
+      this.channels.push(ch);
+    }
   }
 
   /** Starts the migration; `done` settles when it ends (it never rejects). */
@@ -325,6 +329,8 @@ export class SourceMigration {
       if (!p) return;
       this.packetNum++;
       if (this.limiter) await this.limiter.take(p.bytes);
+      // The slow fault: this channel alone is throttled, and holds up every sync round.
+      if (ch.throttle) await ch.throttle.take(p.bytes);
       this.transferred += p.bytes;
       this.pageBytes += p.normalPages * PAGE_SIZE;
       // A channel lost mid-write waits for the failure its loss reports (see LOST_GRACE_MS).

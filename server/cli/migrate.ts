@@ -27,7 +27,8 @@ export const MIGRATE_USAGE = `usage: multifd migrate --to HOST:PORT [options]
   --no-progress-timeout-ms MS a channel that stops moving fails the migration (default 10000)
   --verify-timeout-ms MS      wait for the destination's verdict (default 60000)
   --inject chK:KIND[:ARG]     inject a fault on channel K (repeatable): uuid, dup, id-N, id-big,
-                              magic, version, truncate[:BYTES], stall
+                              magic, version, truncate[:BYTES], stall, drop:BYTES, slow:RATE,
+                              bad-header:normal_pages|offset|ramblock|short-payload
   --events ndjson             one JSON event per line on stdout
 `;
 
