@@ -35,6 +35,8 @@ export class SourceChannel {
   /** last time the bytes flushed to the kernel moved, for the no-progress check */
   lastProgress = 0;
   private lastFlushed = 0;
+  /** set by the pump while it holds a packet for this channel */
+  holding = false;
   /** the slow fault's own rate limit */
   throttle: RateLimiter | null = null;
   /** payload bytes sent, for the drop fault */
@@ -226,12 +228,21 @@ export class SourceChannel {
     });
   }
 
+  /**
+   * Data is due on this channel: bytes queued in its socket, or a packet it took and has not
+   * written yet (waiting for its throttle or for drain). A channel that owes data and does
+   * not move is stalled.
+   */
+  get owes(): boolean {
+    return this.holding || (this.socket?.writableLength ?? 0) > 0;
+  }
+
   /** Samples throughput; returns true when flushed bytes moved since the last tick. */
   tick(now: number): boolean {
     const f = this.flushed;
     this.meter.sample(now, f);
     const moved = f !== this.lastFlushed;
-    if (moved || (this.socket?.writableLength ?? 0) === 0) this.lastProgress = now;
+    if (moved || !this.owes) this.lastProgress = now;
     this.lastFlushed = f;
     return moved;
   }

@@ -328,13 +328,16 @@ export class SourceMigration {
       const p = packer.next(this.packetNum);
       if (!p) return;
       this.packetNum++;
+      // Waiting for the migration's bandwidth cap is nobody's stall; after it, this channel owes.
       if (this.limiter) await this.limiter.take(p.bytes);
+      ch.holding = true;
       // The slow fault: this channel alone is throttled, and holds up every sync round.
       if (ch.throttle) await ch.throttle.take(p.bytes);
       this.transferred += p.bytes;
       this.pageBytes += p.normalPages * PAGE_SIZE;
       // A channel lost mid-write waits for the failure its loss reports (see LOST_GRACE_MS).
       if (!ch.write(p)) await ch.drain().catch(() => this.life.until(NEVER));
+      ch.holding = false;
     }
   }
 
@@ -499,7 +502,7 @@ export class SourceMigration {
       const limit = this.config.noProgressTimeoutMs;
       for (const ch of this.channels) {
         const stuck = now - ch.lastProgress;
-        ch.slow = stuck > Math.min(limit, 1000) && (ch.socket?.writableLength ?? 0) > 0;
+        ch.slow = stuck > Math.min(limit, 1000) && ch.owes;
         if (stuck > limit) {
           this.fail(
             new ChannelStalledError(
