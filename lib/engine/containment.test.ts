@@ -94,3 +94,50 @@ describe('containment', () => {
     assert.equal(td.dest.active.length, 0);
   });
 });
+
+describe('a peer that is not a multifd destination', () => {
+  async function peer(onSocket: (s: import('node:net').Socket) => void) {
+    const net = await import('node:net');
+    const srv = net.createServer(onSocket);
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    return { port: (srv.address() as { port: number }).port, close: () => new Promise((r) => srv.close(r)) };
+  }
+
+  it('an HTTP server answering garbage: MIGRATION_MAIN_BAD_FRAME at once, guest running', async () => {
+    const p = await peer((s) => {
+      s.on('error', () => {});
+      s.once('data', () => s.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n'));
+    });
+    try {
+      const guest = await makeGuest({ ramSize: 1 << 20 });
+      const t0 = Date.now();
+      const run = await migrate(guest, p.port, { channels: 2 });
+      assert.equal(run.result.state, 'failed');
+      assert.equal(run.result.error?.code, 'MIGRATION_MAIN_BAD_FRAME', run.result.error?.message);
+      assert.ok(Date.now() - t0 < 1500);
+      assert.equal(guest.state, 'running');
+      await guest.stop();
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('a server that accepts and says nothing: the setup timeout says the hello was never taken', async () => {
+    const held: import('node:net').Socket[] = [];
+    const p = await peer((s) => {
+      s.on('error', () => {});
+      held.push(s);
+    });
+    try {
+      const guest = await makeGuest({ ramSize: 1 << 20 });
+      const run = await migrate(guest, p.port, { channels: 2, setupTimeoutMs: 400 });
+      assert.equal(run.result.error?.code, 'MIGRATION_CHANNEL_SETUP_TIMEOUT');
+      assert.match(run.result.error!.message, /hello/);
+      assert.equal(guest.state, 'running');
+      await guest.stop();
+    } finally {
+      for (const s of held) s.destroy();
+      await p.close();
+    }
+  });
+});

@@ -100,6 +100,7 @@ export class SourceMigration {
   private readonly meter = new RateMeter();
   private readonly tickMs: number;
   private started = false;
+  private outcomeSent = false;
   /** The guest's pause in flight, so a failure meanwhile can wait for it and resume. */
   private pausing: Promise<Uint8Array> | null = null;
 
@@ -131,8 +132,9 @@ export class SourceMigration {
     this.limiter = this.config.maxBandwidth > 0 ? new RateLimiter(this.config.maxBandwidth, this.life) : null;
     const faults = new Map((opts.faults ?? []).map((f) => [f.channel, f]));
     const hooks = {
+      // After the outcome nothing more is said: a connect or write finishing late is not news.
       state: (ch: SourceChannel, state: ChannelState) =>
-        this.events.emit('channel', { channel: ch.id, state, connection: null, peer: ch.peer }),
+        void (this.outcomeSent || this.events.emit('channel', { channel: ch.id, state, connection: null, peer: ch.peer })),
       // The destination usually says why it closed a channel on the main channel; that
       // explanation, not the bare close (the sockets race), should be the first error.
       lost: (ch: SourceChannel, err: MigrationError) => void this.life.timeout(LOST_GRACE_MS, () => this.fail(err)),
@@ -358,6 +360,8 @@ export class SourceMigration {
   }
 
   private onMainData(chunk: Buffer): void {
+    // Once ended, what still arrives while the main channel closes changes nothing.
+    if (this.endedAt !== null) return;
     let frames: Frame[];
     try {
       frames = this.decoder.push(chunk);
@@ -598,10 +602,10 @@ export class SourceMigration {
       // The guest was paused for switchover: it carries on, unchanged, here.
       if (this.guest.state === 'paused') await this.guest.resume().catch(() => {});
     }
-    await mainClosed;
     this.setState(state);
     // The final snapshot, then the terminal event: the last event of a migration (DESIGN 7.1).
     this.events.emit('progress', { snapshot: this.snapshot() });
+    this.outcomeSent = true;
     if (state === 'completed') {
       this.events.emit('completed', {
         verified: true,
@@ -615,6 +619,7 @@ export class SourceMigration {
     } else {
       this.events.emit(state, MigrationEmitter.failure(err!));
     }
+    await mainClosed;
     this.result.resolve({ state, error: err, snapshot: this.snapshot() });
   }
 }
