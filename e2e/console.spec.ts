@@ -3,10 +3,15 @@
  * migration from the form and watch every channel, find it in history, cancel one and see
  * its guest still running here, and be told what is wrong with a bad form.
  *
+ * The fault lab: an operator injects a UUID mismatch and reads the diagnosis; a destination
+ * of another "host" expecting another channel count refuses the migration, and the console
+ * says which counts disagree.
+ *
  * Screenshots of the live view are kept as artifacts (test-results/<test>/*.png) and
  * attached to the report.
  */
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { expect, test } from '@playwright/test';
 import {
   ACCEPTED_OR_LATER,
@@ -20,6 +25,7 @@ import {
   recordLiveView,
   screenshot,
   setField,
+  startDest,
   stopGuests,
 } from './support';
 
@@ -180,4 +186,120 @@ test('an invalid form shows the field errors next to channels and starts nothing
     expect(gap, `vertical gap between the channels input and its error (channels=${value})`).toBeLessThan(80);
   }
   expect((await listMigrations(request)).length, 'no migration was created').toBe(before);
+});
+
+test('fault lab: a UUID mismatch injected on channel 2 fails, and the diagnosis shows both UUIDs and the likely cause', async ({ page, request }, testInfo) => {
+  const form = await openConsole(page);
+  await setField(form, 'channels', '4');
+  await setField(form, 'ramSize', '16');
+
+  // The lab is folded away until asked for.
+  await expect(form.getByTestId('add-fault')).toHaveCount(0);
+  await form.getByTestId('fault-lab-toggle').click();
+  await form.getByTestId('add-fault').click();
+  const row = form.getByTestId('fault-row');
+  await expect(row).toHaveCount(1);
+  await setField(form, 'inject.0.channel', '2');
+  await setField(form, 'inject.0.kind', 'uuid');
+  await expect(row.getByTestId('fault-spec')).toHaveText('ch2:uuid');
+  await expect(form.getByTestId('fault-count')).toHaveText(/1 fault/);
+  await form.getByTestId('start').click();
+
+  await page.waitForURL(/\/migrations\/[^/]+$/, { timeout: 15_000 });
+  const id = migrationIdOf(page);
+  await expect(page.getByTestId('migration-state')).toHaveText('failed', { timeout: 20_000 });
+  const { summary } = await getMigration(request, id);
+  started.add(summary.uuid ?? '');
+  expect(summary.inject).toEqual(['ch2:uuid']);
+
+  // Never mistaken for a real failure: the header says it was asked for.
+  await expect(page.getByTestId('injected')).toContainText('fault lab: ch2:uuid');
+  await expect(page.getByTestId('failure-code')).toHaveText('MIGRATION_CHANNEL_UUID_MISMATCH');
+  await expect(page.getByTestId('failure-channel')).toHaveText('2');
+
+  const diagnosis = page.getByTestId('diagnosis');
+  await expect(diagnosis).toBeVisible();
+  const diff = diagnosis.getByTestId('uuid-diff');
+  await expect(diff).toHaveCount(1);
+  await expect(diff).toHaveAttribute('data-channel', '2');
+  // Both UUIDs side by side: expected is this guest's, received is not; differing bytes marked.
+  await expect(diff.getByTestId('uuid-expected')).toHaveText(summary.uuid!);
+  const received = (await diff.getByTestId('uuid-received').textContent())?.trim() ?? '';
+  expect(received).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+  expect(received).not.toBe(summary.uuid);
+  expect(await diff.locator('mark').count(), 'highlighted characters in the uuid diff').toBeGreaterThan(0);
+  await expect(diff.locator('mark').first()).toBeVisible();
+  await expect(page.getByTestId('likely-cause')).toContainText("channel 2's connection carried another guest's uuid");
+  await expect(page.getByTestId('cause-injected')).toContainText('ch2:uuid');
+  // The handshake line of the channel it points at, and the grid row.
+  await expect(diagnosis.locator('[data-testid="diagnosis-channel"][data-channel="2"]')).toContainText(/rejected/);
+  await expect(page.locator('tr[data-testid="channel-row"][data-channel="2"]')).toHaveAttribute('data-state', 'rejected');
+  await screenshot(page, testInfo, 'fault-lab-uuid-mismatch');
+
+  // History marks it too.
+  await openPage(page, '/history');
+  const hrow = page.locator(`[data-testid="history-row"][data-id="${id}"]`);
+  await expect(hrow).toHaveAttribute('data-state', 'failed');
+  await expect(hrow.getByTestId('row-injected')).toContainText('ch2:uuid');
+});
+
+test('count mismatch: a multifd dest expecting 4 channels refuses a source opening 8, and the likely cause names both counts', async ({ page, request }, testInfo) => {
+  const root = path.resolve(testInfo.project.testDir, '..');
+  const dest = await startDest(root, ['--channels', '4']);
+  try {
+    const form = await openConsole(page);
+    await setField(form, 'destination', dest.address);
+    await setField(form, 'channels', '8');
+    await setField(form, 'ramSize', '16');
+    await form.getByTestId('start').click();
+
+    await page.waitForURL(/\/migrations\/[^/]+$/, { timeout: 15_000 });
+    const id = migrationIdOf(page);
+    await expect(page.getByTestId('migration-state'), dest.output()).toHaveText('failed', { timeout: 20_000 });
+    const { summary } = await getMigration(request, id);
+    started.add(summary.uuid ?? '');
+    expect(summary.errorCode).toBe('MIGRATION_CHANNEL_COUNT_MISMATCH');
+    await expect(page.getByTestId('failure-code')).toHaveText('MIGRATION_CHANNEL_COUNT_MISMATCH');
+    await expect(page.getByTestId('diagnosis')).toBeVisible();
+    const cause = page.getByTestId('likely-cause');
+    await expect(cause).toContainText('destination expects 4 channels, source opened 8');
+    await expect(cause).toHaveText(/\b4\b.*\b8\b/);
+    // No fault was injected: nothing says so.
+    await expect(page.getByTestId('injected')).toHaveCount(0);
+    await screenshot(page, testInfo, 'count-mismatch');
+  } finally {
+    await dest.stop();
+  }
+});
+
+test('fault lab: faults the form can tell are wrong are shown under the fault lab, and nothing starts', async ({ page, request }, testInfo) => {
+  const before = (await listMigrations(request)).length;
+  const form = await openConsole(page);
+  await setField(form, 'channels', '4');
+  await form.getByTestId('fault-lab-toggle').click();
+  await form.getByTestId('add-fault').click();
+  await form.getByTestId('add-fault').click();
+  await expect(form.getByTestId('fault-row')).toHaveCount(2);
+  // Two faults on one channel, and a channel that does not exist.
+  await setField(form, 'inject.0.channel', '1');
+  await setField(form, 'inject.1.channel', '1');
+  await setField(form, 'inject.1.kind', 'magic');
+  await form.getByTestId('start').click();
+  const error = page.getByTestId('error-inject');
+  await expect(error).toContainText('ch1:magic');
+  await expect(error).toContainText('already has a fault');
+  await setField(form, 'inject.1.channel', '9');
+  await expect(error, 'the message goes with the rows it was about').toHaveCount(0);
+  await form.getByTestId('start').click();
+  await expect(error).toContainText('ch9:magic: channel 9 does not exist');
+  // The fault-lab fieldset holds the message.
+  await expect(form.getByTestId('fault-lab').getByTestId('error-inject')).toHaveCount(1);
+  await screenshot(page, testInfo, 'fault-lab-form-errors');
+  await expect(page).toHaveURL(/\/$/);
+  expect((await listMigrations(request)).length, 'no migration was created').toBe(before);
+
+  // Removing the bad row leaves a valid lab.
+  await form.getByTestId('fault-row').nth(1).getByTestId('remove-fault').click();
+  await expect(form.getByTestId('fault-row')).toHaveCount(1);
+  await expect(form.getByTestId('fault-spec')).toHaveText('ch1:uuid');
 });

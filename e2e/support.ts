@@ -3,6 +3,8 @@
  * recorder that watches the live view in the browser (every DOM change) so short-lived states
  * (a channel's throughput while it streams) are seen even between Playwright's polls.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
 import { expect, type APIRequestContext, type Locator, type Page, type TestInfo } from '@playwright/test';
 import type { GuestSummary, MigrationDetail, MigrationSummary } from '../lib/contracts/console';
 
@@ -170,4 +172,75 @@ export async function screenshot(page: Page, testInfo: TestInfo, name: string): 
   await page.screenshot({ path: file, fullPage: true });
   await testInfo.attach(name, { path: file, contentType: 'image/png' });
   return file;
+}
+
+// --- a `multifd dest` of its own -------------------------------------------------------
+
+/** A `multifd dest` child process (another "host"), listening on loopback. */
+export interface DestProcess {
+  address: string;
+  child: ChildProcess;
+  /** Everything it printed, for failure messages. */
+  output(): string;
+  /** SIGTERM (it closes cleanly), then SIGKILL if it has not exited within `ms`. */
+  stop(ms?: number): Promise<void>;
+}
+
+/**
+ * Starts `node bin/multifd.mjs dest --listen 127.0.0.1:0 --events ndjson ...args` from the
+ * repository at `root` and resolves once its first line, `{"type":"listening","address":…}`,
+ * says where. Stop it in a `finally`.
+ */
+export async function startDest(root: string, args: string[], timeoutMs = 20_000): Promise<DestProcess> {
+  const child = spawn(process.execPath, [path.join(root, 'bin', 'multifd.mjs'), 'dest', '--listen', '127.0.0.1:0', '--events', 'ndjson', ...args], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NODE_OPTIONS: '' },
+  });
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (c: Buffer) => (err = (err + c.toString('utf8')).slice(-4000)));
+  const output = () => `stdout: ${out.slice(-2000)}\nstderr: ${err}`;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async (ms = 5_000) => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+    await exited;
+    clearTimeout(timer);
+  };
+  try {
+    const address = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`multifd dest printed no {"type":"listening"} line within ${timeoutMs} ms\n${output()}`)), timeoutMs);
+      let buf = '';
+      child.stdout!.on('data', (c: Buffer) => {
+        const text = c.toString('utf8');
+        out = (out + text).slice(-100_000);
+        buf += text;
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl).trim();
+          buf = buf.slice(nl + 1);
+          if (!line.startsWith('{')) continue;
+          try {
+            const ev = JSON.parse(line) as { type?: string; address?: string };
+            if (ev.type === 'listening' && typeof ev.address === 'string') {
+              clearTimeout(timer);
+              resolve(ev.address);
+            }
+          } catch {
+            // not JSON: ignore
+          }
+        }
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`multifd dest exited (${code ?? signal}) before listening\n${output()}`));
+      });
+    });
+    return { address, child, output, stop };
+  } catch (e) {
+    await stop(1000);
+    throw e;
+  }
 }

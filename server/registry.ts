@@ -6,15 +6,16 @@
  * nothing of it.
  */
 import { MigrationConfigSchema, type MigrationEvent, type MigrationSnapshot } from '../lib/contracts';
-import type {
-  EventBatch,
-  GuestSummary,
-  MigrationDetail,
-  MigrationSummary,
-  StartMigration,
+import {
+  INJECT_KINDS,
+  type EventBatch,
+  type GuestSummary,
+  type MigrationDetail,
+  type MigrationSummary,
+  type StartMigration,
 } from '../lib/contracts/console';
 import { BusyError, ConfigInvalidError } from '../lib/errors';
-import { SourceMigration, type Destination, type IncomingMigration } from '../lib/engine';
+import { SourceMigration, parseFault, type Destination, type Fault, type FaultKind, type IncomingMigration } from '../lib/engine';
 import { Guest, formatWorkload, parseWorkload } from '../lib/guest';
 import type { HistoryStore } from './history';
 
@@ -70,6 +71,8 @@ export class LocalRegistry implements MigrationRegistry {
   }
 
   async start(req: StartMigration): Promise<MigrationSummary> {
+    // Before anything is created: a refused fault starts nothing.
+    const faults = parseFaults(req.inject, req.channels);
     let workload;
     try {
       workload = parseWorkload(req.workload);
@@ -100,7 +103,7 @@ export class LocalRegistry implements MigrationRegistry {
       hosted = { guest, origin: 'created', migrating: null };
       this.hosted.set(guest.uuid, hosted);
     }
-    const source = new SourceMigration(hosted.guest, { config });
+    const source = new SourceMigration(hosted.guest, { config, faults });
     const live: Live = { source, config: req, destination: req.destination === 'embedded' ? 'embedded' : destination, incoming: null, pending: [] };
     this.live.set(source.id, live);
     hosted.migrating = source.id;
@@ -263,6 +266,41 @@ export class LocalRegistry implements MigrationRegistry {
       throughput: s.totalTimeMs ? (s.pageBytes * 1000) / s.totalTimeMs : null,
       errorCode: s.error?.code ?? null,
       errorMessage: s.error?.message ?? null,
+      inject: live.config.inject,
     };
   }
+}
+
+// The fault lab offers no kind the engine does not know (checked when this compiles).
+const _offered: readonly FaultKind[] = INJECT_KINDS.map((k) => k.kind);
+void _offered;
+
+/**
+ * The fault lab's specs as the engine's faults (DESIGN 7.2): each parsed against the channel
+ * count, at most one per channel. Refusals are ConfigInvalidError on field `inject`, naming
+ * the spec (the API's 422 carries it under `fields.inject`).
+ */
+export function parseFaults(specs: readonly string[], channels: number): Fault[] {
+  const faults: Fault[] = [];
+  const byChannel = new Map<number, string>();
+  for (const spec of specs) {
+    let f: Fault;
+    try {
+      f = parseFault(spec, channels);
+    } catch (err) {
+      if (!(err instanceof ConfigInvalidError)) throw err;
+      // The engine words it for the CLI's flag; here it is a fault of the form or the request.
+      throw new ConfigInvalidError(err.message.replace(/^--inject /, 'fault '), { field: 'inject', received: spec });
+    }
+    const earlier = byChannel.get(f.channel);
+    if (earlier !== undefined) {
+      throw new ConfigInvalidError(`fault ${spec}: channel ${f.channel} already has a fault (${earlier}); at most one fault per channel`, {
+        field: 'inject',
+        received: spec,
+      });
+    }
+    byChannel.set(f.channel, spec);
+    faults.push(f);
+  }
+  return faults;
 }

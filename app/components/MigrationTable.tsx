@@ -43,6 +43,12 @@ function Row({ m, testid }: { m: MigrationSummary; testid: string }) {
       </td>
       <td>
         <StateBadge state={m.state} />
+        {(m.inject ?? []).length > 0 && (
+          // An injected failure is never to be read as a real one, in history either.
+          <span className="lab-badge" data-testid="row-injected" title={`faults injected from the fault lab: ${m.inject.join(', ')}`}>
+            fault lab: {m.inject.length <= 2 ? m.inject.join(', ') : `${m.inject.slice(0, 2).join(', ')} +${m.inject.length - 2}`}
+          </span>
+        )}
       </td>
       <td className="num">{m.channels}</td>
       <td className="mono">{m.destination}</td>

@@ -7,7 +7,16 @@
  */
 import { useRouter } from 'next/navigation';
 import { useEffect, useState, type ChangeEvent, type FormEvent, type ReactNode } from 'react';
-import { fieldErrors, StartMigrationSchema, type FieldErrors, type StartMigrationInput } from '../../lib/contracts/console';
+import {
+  fieldErrors,
+  INJECT_HEADER_FIELDS,
+  INJECT_KINDS,
+  injectSpec,
+  StartMigrationSchema,
+  type FieldErrors,
+  type InjectKind,
+  type StartMigrationInput,
+} from '../../lib/contracts/console';
 import { ApiError, api } from '../lib/api';
 import { MiB } from '../lib/format';
 
@@ -33,11 +42,52 @@ const DEFAULTS: Values = {
   setupTimeoutMs: '10000',
 };
 
+/** One fault lab row: channel K, a kind, its argument; rendered as `chK:KIND[:ARG]`. */
+interface FaultRow {
+  key: number;
+  channel: string;
+  kind: InjectKind;
+  arg: string;
+}
+
+const KIND_INFO = new Map(INJECT_KINDS.map((k) => [k.kind, k]));
+const defaultArg = (kind: InjectKind) => (kind === 'bad-header' ? INJECT_HEADER_FIELDS[0] : '');
+const rowSpec = (r: FaultRow) => injectSpec(r.channel.trim(), r.kind, r.arg);
+
+/**
+ * What the form can tell about the fault rows before sending (the server parses each fully):
+ * a channel number, the argument a kind needs, one fault per channel, a channel that exists.
+ */
+function faultProblems(rows: readonly FaultRow[], channels: number): string[] {
+  const out: string[] = [];
+  const seen = new Map<number, string>();
+  for (const r of rows) {
+    const spec = rowSpec(r);
+    const info = KIND_INFO.get(r.kind);
+    const ch = r.channel.trim();
+    if (!/^\d{1,3}$/.test(ch)) {
+      out.push(`fault ${spec}: the channel must be a whole number from 0`);
+      continue;
+    }
+    const k = Number(ch);
+    if (Number.isInteger(channels) && channels >= 1 && k >= channels) {
+      out.push(`fault ${spec}: channel ${k} does not exist (channels are 0..${channels - 1})`);
+    }
+    const arg = r.arg.trim();
+    if (info?.arg?.required && arg === '') out.push(`fault ${spec}: ${r.kind} needs ${info.arg.label}`);
+    else if (arg !== '' && r.kind !== 'bad-header' && !/^\d+$/.test(arg)) out.push(`fault ${spec}: ${info?.arg?.label ?? 'the argument'} must be a whole number`);
+    const earlier = seen.get(k);
+    if (earlier !== undefined) out.push(`fault ${spec}: channel ${k} already has a fault (${earlier}); at most one per channel`);
+    else seen.set(k, spec);
+  }
+  return out;
+}
+
 /** An empty box is "no number", not 0: the schema then says what it wants. */
 const num = (s: string): number => (s.trim() === '' ? Number.NaN : Number(s));
 
 /** Operator units to the API's: MiB → bytes, MiB/s → bytes/s. */
-function toInput(v: Values): StartMigrationInput {
+function toInput(v: Values, faults: readonly FaultRow[]): StartMigrationInput {
   return {
     destination: v.destination.trim(),
     channels: num(v.channels),
@@ -48,10 +98,11 @@ function toInput(v: Values): StartMigrationInput {
     maxBandwidth: Math.round(num(v.maxBandwidth) * MiB),
     downtimeLimitMs: num(v.downtimeLimitMs),
     setupTimeoutMs: num(v.setupTimeoutMs),
+    inject: faults.map(rowSpec),
   };
 }
 
-const FIELDS = ['destination', 'channels', 'ramSize', 'fill', 'workload', 'maxBandwidth', 'downtimeLimitMs', 'setupTimeoutMs'] as const;
+const FIELDS = ['destination', 'channels', 'ramSize', 'fill', 'workload', 'maxBandwidth', 'downtimeLimitMs', 'setupTimeoutMs', 'inject'] as const;
 
 export function NewMigrationForm() {
   const router = useRouter();
@@ -59,6 +110,9 @@ export function NewMigrationForm() {
   const [errors, setErrors] = useState<FieldErrors>({});
   const [formError, setFormError] = useState<string | null>(null);
   const [pending, setPending] = useState(false);
+  const [faults, setFaults] = useState<FaultRow[]>([]);
+  const [labOpen, setLabOpen] = useState(false);
+  const [nextKey, setNextKey] = useState(1);
   // The form is prerendered: until React has taken it over, a click would submit natively
   // and typing would be reset, so Start stays disabled until then.
   const [ready, setReady] = useState(false);
@@ -77,9 +131,14 @@ export function NewMigrationForm() {
     e.preventDefault();
     if (pending) return;
     setFormError(null);
-    const parsed = StartMigrationSchema.safeParse(toInput(values));
-    if (!parsed.success) {
-      setErrors(fieldErrors(parsed.error));
+    const input = toInput(values, faults);
+    const parsed = StartMigrationSchema.safeParse(input);
+    const found = parsed.success ? {} : fieldErrors(parsed.error);
+    const problems = faultProblems(faults, Number(input.channels));
+    if (problems.length > 0) found.inject = [...new Set([...(found.inject ?? []), ...problems])];
+    if (!parsed.success || problems.length > 0) {
+      setErrors(found);
+      if (found.inject) setLabOpen(true);
       return;
     }
     setErrors({});
@@ -92,6 +151,7 @@ export function NewMigrationForm() {
       if (err instanceof ApiError && err.fields && Object.keys(err.fields).length > 0) {
         // Fields the form has no box for (e.g. `guest`) are listed under the form.
         setErrors(err.fields);
+        if (err.fields.inject) setLabOpen(true);
       } else if (err instanceof ApiError) {
         setFormError(`${err.code}: ${err.message}`);
       } else {
@@ -110,6 +170,25 @@ export function NewMigrationForm() {
     'aria-invalid': errors[name]?.length ? true : undefined,
   });
   const otherErrors = Object.entries(errors).filter(([k]) => !(FIELDS as readonly string[]).includes(k));
+
+  function changeFaults(next: (rows: FaultRow[]) => FaultRow[]) {
+    setFaults(next);
+    if (errors.inject) setErrors(({ inject: _gone, ...rest }) => rest);
+  }
+  function addFault() {
+    const used = new Set(faults.map((f) => Number(f.channel)));
+    let channel = 0;
+    while (used.has(channel)) channel++;
+    changeFaults((rows) => [...rows, { key: nextKey, channel: String(channel), kind: 'uuid', arg: '' }]);
+    setNextKey((k) => k + 1);
+    setLabOpen(true);
+  }
+  function editFault(key: number, patch: Partial<FaultRow>) {
+    changeFaults((rows) =>
+      rows.map((r) => (r.key !== key ? r : patch.kind && patch.kind !== r.kind ? { ...r, ...patch, arg: defaultArg(patch.kind) } : { ...r, ...patch })),
+    );
+  }
+  const injectInvalid = !!errors.inject?.length;
 
   return (
     <form data-testid="new-migration" className="new-migration" onSubmit={onSubmit} noValidate>
@@ -150,6 +229,109 @@ export function NewMigrationForm() {
       <Field name="setupTimeoutMs" label="Channel-setup timeout (ms)" hint="every channel must be accepted within this" errors={errors.setupTimeoutMs}>
         <input {...common('setupTimeoutMs')} type="number" inputMode="numeric" min={10} step={1} />
       </Field>
+      <fieldset className={injectInvalid ? 'fault-lab has-error' : 'fault-lab'} data-testid="fault-lab" aria-describedby={injectInvalid ? 'error-inject' : 'hint-inject'}>
+        <legend>
+          <button
+            type="button"
+            className="lab-toggle"
+            data-testid="fault-lab-toggle"
+            aria-expanded={labOpen}
+            aria-controls="fault-lab-body"
+            onClick={() => setLabOpen((o) => !o)}
+          >
+            {labOpen ? '▾' : '▸'} Fault lab
+          </button>
+          {faults.length > 0 && (
+            <span className="lab-badge" data-testid="fault-count">
+              {faults.length} fault{faults.length === 1 ? '' : 's'} will be injected
+            </span>
+          )}
+        </legend>
+        {labOpen && (
+          <div id="fault-lab-body">
+            <p className="hint" id="hint-inject">
+              Make the source misbehave on purpose, one fault per channel (DESIGN 7.2). The migration is marked as a fault-lab run everywhere it is shown.
+            </p>
+            {faults.length > 0 && (
+              <ul className="fault-rows">
+                {faults.map((r, i) => {
+                  const info = KIND_INFO.get(r.kind);
+                  return (
+                    <li key={r.key} className="fault-row" data-testid="fault-row">
+                      <label>
+                        <span>channel</span>
+                        <input
+                          name={`inject.${i}.channel`}
+                          data-testid="fault-channel"
+                          type="number"
+                          inputMode="numeric"
+                          min={0}
+                          max={254}
+                          step={1}
+                          value={r.channel}
+                          onChange={(e) => editFault(r.key, { channel: e.target.value })}
+                        />
+                      </label>
+                      <label>
+                        <span>fault</span>
+                        <select name={`inject.${i}.kind`} data-testid="fault-kind" value={r.kind} onChange={(e) => editFault(r.key, { kind: e.target.value as InjectKind })}>
+                          {INJECT_KINDS.map((k) => (
+                            <option key={k.kind} value={k.kind} title={k.label}>
+                              {k.kind === 'id' ? 'id-N' : k.kind}
+                            </option>
+                          ))}
+                        </select>
+                      </label>
+                      <label>
+                        <span>{info?.arg ? info.arg.label : 'argument'}</span>
+                        {r.kind === 'bad-header' ? (
+                          <select name={`inject.${i}.arg`} data-testid="fault-arg" value={r.arg} onChange={(e) => editFault(r.key, { arg: e.target.value })}>
+                            {INJECT_HEADER_FIELDS.map((f) => (
+                              <option key={f} value={f}>
+                                {f}
+                              </option>
+                            ))}
+                          </select>
+                        ) : (
+                          <input
+                            name={`inject.${i}.arg`}
+                            data-testid="fault-arg"
+                            type="text"
+                            inputMode="numeric"
+                            autoComplete="off"
+                            spellCheck={false}
+                            disabled={!info?.arg}
+                            placeholder={info?.arg ? (info.arg.required ? 'required' : 'optional') : '—'}
+                            value={r.arg}
+                            onChange={(e) => editFault(r.key, { arg: e.target.value })}
+                          />
+                        )}
+                      </label>
+                      <p className="fault-what">
+                        <code className="fault-spec" data-testid="fault-spec">
+                          {rowSpec(r)}
+                        </code>{' '}
+                        <span className="hint">{info?.label}</span>
+                      </p>
+                      <button type="button" className="small" data-testid="remove-fault" aria-label={`remove fault ${rowSpec(r)}`} onClick={() => changeFaults((rows) => rows.filter((x) => x.key !== r.key))}>
+                        Remove
+                      </button>
+                    </li>
+                  );
+                })}
+              </ul>
+            )}
+            <button type="button" className="small" data-testid="add-fault" onClick={addFault} disabled={faults.length >= 255}>
+              Add fault
+            </button>
+          </div>
+        )}
+        {injectInvalid && (
+          <p className="field-error" data-testid="error-inject" id="error-inject" role="alert">
+            {errors.inject!.join(' · ')}
+          </p>
+        )}
+      </fieldset>
       {otherErrors.length > 0 && (
         <ul className="field-errors">
           {otherErrors.map(([k, msgs]) => (

@@ -37,6 +37,12 @@ export interface Sample {
   perChannel: number[] | null;
 }
 
+export interface PeerAccept {
+  time: number;
+  connection: number | null;
+  peer: string | null;
+}
+
 export interface LiveModel {
   id: string;
   /** The side this console drives (source); the other side's snapshot is `peerSide`. */
@@ -53,6 +59,12 @@ export interface LiveModel {
   switchover: SwitchoverEvent | null;
   terminal: TerminalEvent | null;
   rejections: RejectionEvent[];
+  /**
+   * The other side's 'accepted' per channel id (the embedded destination's view): which
+   * connection, from which address, it took as that channel. The diagnosis names the
+   * connection a duplicate claim collided with from this.
+   */
+  peerAccepted: Map<number, PeerAccept>;
   samples: Sample[];
   /** channel id → its last SPARK_SAMPLES throughputs */
   spark: Map<number, number[]>;
@@ -76,6 +88,7 @@ export function createModel(id: string): LiveModel {
     switchover: null,
     terminal: null,
     rejections: [],
+    peerAccepted: new Map(),
     samples: [],
     spark: new Map(),
     lastProgress: -Infinity,
@@ -118,6 +131,9 @@ export function applyEvent(m: LiveModel, ev: MigrationEvent): void {
     case 'channel':
       // Fresher than the last snapshot until the next one arrives (a few per second).
       if (mine && m.snapshot && ev.time >= m.lastProgress) patchChannel(m, ev);
+      else if (!mine && ev.state === 'accepted' && !m.peerAccepted.has(ev.channel)) {
+        m.peerAccepted.set(ev.channel, { time: ev.time, connection: ev.connection, peer: ev.peer });
+      }
       break;
     case 'channel-rejected': {
       const dup = m.rejections.some(

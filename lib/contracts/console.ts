@@ -20,6 +20,37 @@ export const HostPortSchema = z
   .trim()
   .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d{1,5}$/, 'destination must be "embedded" or HOST:PORT, e.g. 10.0.0.2:4444');
 
+/** `chK:KIND[:ARG]`, as `--inject` takes it: the shape only (the kinds and arguments are the server's to check). */
+export const INJECT_SHAPE = /^ch\d{1,3}:[a-z][a-z_-]*(?:-\d+)?(?::[A-Za-z0-9_.-]+)?$/;
+
+/**
+ * The faults the fault lab offers (DESIGN 7.2), in the order of the design, with the argument
+ * each takes: `id` renders as `chK:id-N`, the others as `chK:KIND[:ARG]`.
+ */
+export const INJECT_KINDS = [
+  { kind: 'uuid', label: 'wrong uuid', arg: null },
+  { kind: 'dup', label: 'duplicate id (claims channel K+1)', arg: null },
+  { kind: 'id', label: 'id N (claims channel N)', arg: { required: true, label: 'N' } },
+  { kind: 'id-big', label: 'id above N (200, or 255)', arg: null },
+  { kind: 'magic', label: 'bad magic', arg: null },
+  { kind: 'version', label: 'bad version (7)', arg: null },
+  { kind: 'truncate', label: 'truncated handshake, then close', arg: { required: false, label: 'bytes (default 20)' } },
+  { kind: 'stall', label: 'handshake never sent (stall)', arg: null },
+  { kind: 'drop', label: 'drop after K payload bytes', arg: { required: true, label: 'payload bytes' } },
+  { kind: 'bad-header', label: 'corrupt packet header', arg: { required: true, label: 'field' } },
+  { kind: 'slow', label: 'slow channel (throttled)', arg: { required: true, label: 'bytes/s' } },
+] as const;
+export type InjectKind = (typeof INJECT_KINDS)[number]['kind'];
+/** bad-header's argument: which part of the first page-carrying packet it corrupts. */
+export const INJECT_HEADER_FIELDS = ['normal_pages', 'offset', 'ramblock', 'short-payload'] as const;
+
+/** One fault lab row as a spec: `chK:KIND[:ARG]` (`chK:id-N` for id). */
+export function injectSpec(channel: number | string, kind: InjectKind, arg: string): string {
+  const a = arg.trim();
+  if (kind === 'id') return `ch${channel}:id-${a}`;
+  return a === '' ? `ch${channel}:${kind}` : `ch${channel}:${kind}:${a}`;
+}
+
 /**
  * A migration as an operator (form or REST) asks for it. Fields left out take the defaults,
  * so `{}` or `{"channels": 4}` starts a migration of a new guest to the embedded destination.
@@ -53,6 +84,21 @@ export const StartMigrationSchema = z.object({
     .min(10, 'channel-setup timeout must be at least 10 ms')
     .max(3_600_000)
     .default(10_000),
+  /**
+   * Fault lab (DESIGN 7.2): faults the source injects, one `chK:KIND[:ARG]` per channel at
+   * most, e.g. `ch3:uuid`. Checked here by shape only; the server parses each against the
+   * channel count (a 422 with `fields.inject` names the spec it refuses).
+   */
+  inject: z
+    .array(
+      z
+        .string({ error: 'each fault is a string like ch3:uuid' })
+        .trim()
+        .max(64, { error: (iss) => `fault ${JSON.stringify(iss.input)}: at most 64 characters` })
+        .regex(INJECT_SHAPE, { error: (iss) => `fault ${JSON.stringify(iss.input)}: expected chK:KIND[:ARG], e.g. ch3:uuid` }),
+    )
+    .max(255, 'at most 255 faults (one per channel)')
+    .default([]),
 });
 export type StartMigration = z.infer<typeof StartMigrationSchema>;
 export type StartMigrationInput = z.input<typeof StartMigrationSchema>;
@@ -98,6 +144,8 @@ export const MigrationSummarySchema = z.object({
   throughput: z.number().nullable(),
   errorCode: ErrorCodeSchema.nullable(),
   errorMessage: z.string().nullable(),
+  /** Faults injected from the fault lab (`chK:KIND[:ARG]`); [] for rows written before it existed. */
+  inject: z.array(z.string()).default([]),
 });
 export type MigrationSummary = z.infer<typeof MigrationSummarySchema>;
 

@@ -503,6 +503,7 @@ export class IncomingMigration {
     } else {
       for (const ch of this.chans) ch?.setState('closed');
     }
+    for (const ch of this.chans) if (ch) ch.slow = false;
     this.life.end(err ?? new InternalError('migration ended'));
     if (err) void this.guest.stop().catch(() => {});
     this.marker?.released.reject(err);

@@ -370,6 +370,8 @@ export class SourceMigration {
       return;
     }
     for (const f of frames) {
+      // A frame may end the migration: the rest of the chunk is then news to nobody.
+      if (this.endedAt !== null) return;
       try {
         this.onFrame(f);
       } catch (err) {
@@ -592,7 +594,10 @@ export class SourceMigration {
         }
       }
     }
-    for (const ch of this.channels) ch.retire();
+    for (const ch of this.channels) {
+      ch.retire();
+      ch.slow = false;
+    }
     this.life.end(err ?? new CancelledError('migration ended'));
     if (state === 'completed') {
       for (const ch of this.channels) ch.setState('closed');

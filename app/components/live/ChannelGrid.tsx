@@ -58,10 +58,12 @@ export function channelViews(m: LiveModel): ChannelRowView[] {
   if (!s) return [];
   let max = 0;
   for (const a of m.spark.values()) for (const v of a) if (v > max) max = v;
+  // `slow` is the last tick's: once a migration completed or was cancelled no sync waits.
+  const live = s.state !== 'completed' && s.state !== 'cancelled';
   return s.channels.map((c) => ({
     id: c.id,
     state: c.state,
-    slow: c.slow,
+    slow: c.slow && live,
     handshake: handshakeText(c, s.startedAt),
     bytes: c.bytes,
     pages: c.pages,
@@ -72,7 +74,7 @@ export function channelViews(m: LiveModel): ChannelRowView[] {
     errorCode: c.error?.code ?? null,
     errorMessage: c.error?.message ?? null,
     // A slow channel holds up the SYNC that ends this round.
-    note: c.slow ? `holds sync ${s.round}` : null,
+    note: c.slow && live ? `holds sync ${s.round}` : null,
   }));
 }
 
@@ -206,7 +208,11 @@ const ChannelRow = memo(
             <svg className="spark" viewBox={`0 0 ${SPARK_W} ${SPARK_H}`} width={SPARK_W} height={SPARK_H} aria-hidden="true">
               {v.spark && <path d={v.spark} />}
             </svg>
-            {v.note && <span className="note">{v.note}</span>}
+            {v.note && (
+              <span className="note" data-testid="straggler">
+                {v.note}
+              </span>
+            )}
           </div>
         </td>
         <td className="mono code" title={v.errorMessage ?? undefined}>

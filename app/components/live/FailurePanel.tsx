@@ -4,7 +4,8 @@ import { formatOffset } from '../../lib/format';
 import { comparable, diffSegments } from '../../lib/diff';
 import type { RejectionEvent, SerializedError } from '../../lib/live-model';
 
-function Marked({ text, other, testId }: { text: string; other: string | null; testId: string }) {
+/** `text` with the characters that differ from `other` marked (when the two are comparable). */
+export function Marked({ text, other, testId }: { text: string; other: string | null; testId: string }) {
   if (other === null || !comparable(text, other)) return <code data-testid={testId}>{text}</code>;
   return (
     <code data-testid={testId}>
@@ -13,8 +14,20 @@ function Marked({ text, other, testId }: { text: string; other: string | null; t
   );
 }
 
-export function FailurePanel({ error, cancelled }: { error: SerializedError; cancelled: boolean }) {
-  const cause = likelyCause(error.code);
+export function FailurePanel({
+  error,
+  cancelled,
+  cause: causeLine,
+  hideVersus = false,
+}: {
+  error: SerializedError;
+  cancelled: boolean;
+  /** The code's generic hint unless given; null: none here (the diagnosis says it). */
+  cause?: string | null;
+  /** The diagnosis shows expected vs received itself (a UUID mismatch): not twice. */
+  hideVersus?: boolean;
+}) {
+  const cause = causeLine === undefined ? likelyCause(error.code) : causeLine;
   return (
     <section className={cancelled ? 'failure cancelled' : 'failure'} data-testid="failure" data-code={error.code} aria-labelledby="failure-title">
       <h2 id="failure-title">
@@ -31,7 +44,7 @@ export function FailurePanel({ error, cancelled }: { error: SerializedError; can
           </>
         )}
       </h2>
-      {(error.expected !== null || error.received !== null) && (
+      {!hideVersus && (error.expected !== null || error.received !== null) && (
         <dl className="versus">
           <dt>expected</dt>
           <dd>{error.expected !== null ? <Marked text={error.expected} other={error.received} testId="expected" /> : '—'}</dd>

@@ -7,7 +7,7 @@
  * FRAME_MS apart, and only when the model changed, however fast batches come. A migration
  * that is over is shown the same way from GET detail + timeline.
  */
-import { useEffect, useRef, useState } from 'react';
+import { useEffect, useMemo, useRef, useState } from 'react';
 import type { EventBatch } from '../../../lib/contracts/console';
 import { ApiError, api, exportUrl } from '../../lib/api';
 import { formatBytes, formatCount, formatDuration, formatEta, formatPercent, formatRate, formatRatio, shortId } from '../../lib/format';
@@ -26,9 +26,11 @@ import {
   type LiveModel,
   type RoundProgress,
 } from '../../lib/live-model';
+import { diagnose, injectedSpecs } from '../../lib/diagnosis';
 import { getSocket } from '../../lib/socket';
 import { StateBadge } from '../StateBadge';
 import { ChannelGrid, channelViews } from './ChannelGrid';
+import { DiagnosisPanel } from './Diagnosis';
 import { FailurePanel, Rejections } from './FailurePanel';
 import { PhaseTimeline } from './PhaseTimeline';
 import { RoundTable } from './RoundTable';
@@ -36,6 +38,8 @@ import { ThroughputChart } from './ThroughputChart';
 
 /** At most ~4 renders a second. */
 const FRAME_MS = 250;
+/** Fault-lab specs spelled out in the header; the rest are counted (all in its title). */
+const INJECT_SHOWN = 4;
 
 type Status = { kind: 'loading' } | { kind: 'ready' } | { kind: 'missing'; message: string } | { kind: 'error'; message: string };
 
@@ -138,6 +142,10 @@ export function LiveView({ id }: { id: string }) {
 
   const m = modelRef.current;
   const s = m.snapshot;
+  // Derived once per model change (a frame at most every FRAME_MS), not per render.
+  const version = m.version;
+  const views = useMemo(() => channelViews(m), [m, version]);
+  const diagnosis = useMemo(() => diagnose(m), [m, version]);
 
   if (status.kind === 'missing' && !s) {
     return (
@@ -179,6 +187,7 @@ export function LiveView({ id }: { id: string }) {
   const peer = m.peerSide;
   // Once over, the sliding window says little: the whole run's average does.
   const average = m.summary?.throughput ?? (s.totalTimeMs ? (s.pageBytes * 1000) / s.totalTimeMs : null);
+  const inject = injectedSpecs(m);
 
   return (
     <article className="live" data-testid="live-view" data-id={id}>
@@ -219,6 +228,13 @@ export function LiveView({ id }: { id: string }) {
               <span data-testid="eta">ETA {eta?.ms != null ? formatEta(eta.ms) : '—'}</span>
             )}
           </div>
+          {inject.length > 0 && (
+            // An injected failure must never be mistaken for a real one.
+            <span className="lab-badge" data-testid="injected" title={`faults injected from the fault lab (asked for, not real): ${inject.join(', ')}`}>
+              fault lab: {inject.slice(0, INJECT_SHOWN).join(', ')}
+              {inject.length > INJECT_SHOWN && ` +${inject.length - INJECT_SHOWN} more`}
+            </span>
+          )}
           <div className="actions">
             {!terminal && (
               <button type="button" className="danger" data-testid="cancel" onClick={cancel} disabled={cancelState.pending || s.state === 'cancelling'}>
@@ -278,12 +294,19 @@ export function LiveView({ id }: { id: string }) {
       )}
 
       {error && (s.state === 'failed' || s.state === 'cancelled' || s.state === 'cancelling') && (
-        <FailurePanel error={error} cancelled={error.code === 'MIGRATION_CANCELLED'} />
+        <FailurePanel
+          error={error}
+          cancelled={error.code === 'MIGRATION_CANCELLED'}
+          cause={diagnosis ? null : undefined}
+          hideVersus={!!diagnosis?.uuid.some((u) => u.expected === error.expected && u.received === error.received)}
+        />
       )}
+
+      {diagnosis && <DiagnosisPanel d={diagnosis} rows={views} />}
 
       <ThroughputChart samples={m.samples} stamp={`${m.samples.length}:${last?.t ?? 0}`} channelCount={s.channelCount} ended={terminal} />
 
-      <ChannelGrid rows={channelViews(m)} />
+      <ChannelGrid rows={views} />
 
       <RoundTable rounds={rounds} switchover={m.switchover} downtimeMs={s.downtimeMs} />
 
