@@ -4,27 +4,20 @@
  */
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
-import { mkdtempSync, rmSync } from 'node:fs';
-import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { MigrationEvent } from '../lib/contracts';
 import type { MigrationSummary } from '../lib/contracts/console';
 import { Destination } from '../lib/engine';
 import { createApi } from './api';
-import { openHistory, type HistoryStore } from './history';
-import { LocalRegistry } from './registry';
+import { openHistory } from './history';
+import { startTestConsole, type TestConsole } from './test-support';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('REST API', () => {
-  let dir: string;
-  let history: HistoryStore;
-  let embedded: Destination;
+  let tc: TestConsole;
   let remote: Destination;
-  let registry: LocalRegistry;
-  let server: http.Server;
   let base: string;
 
   async function call(method: string, url: string, body?: unknown): Promise<{ status: number; json: any }> {
@@ -47,26 +40,15 @@ describe('REST API', () => {
   }
 
   before(async () => {
-    dir = mkdtempSync(path.join(os.tmpdir(), 'multifd-api-'));
-    history = openHistory(dir);
-    embedded = new Destination({ port: 0 });
-    await embedded.listen();
+    tc = await startTestConsole((server, registry) => server.on('request', (req, res) => void createApi(registry)(req, res)));
+    base = tc.url;
     remote = new Destination({ port: 0, channels: 2 });
     await remote.listen();
-    registry = new LocalRegistry(history, embedded);
-    server = http.createServer((req, res) => void createApi(registry)(req, res));
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
   });
 
   after(async () => {
-    await registry.close();
-    await embedded.close();
+    await tc.close();
     await remote.close();
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
-    history.close();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('POST {"channels": 4} migrates a new guest to the embedded destination, verified; it arrives here', async () => {
@@ -136,7 +118,7 @@ describe('REST API', () => {
   it('history lists ended migrations and survives a reopen of the store', async () => {
     const list = (await call('GET', '/api/migrations')).json.migrations as MigrationSummary[];
     assert.ok(list.length >= 4);
-    const reopened = openHistory(dir);
+    const reopened = openHistory(tc.dataDir);
     try {
       const ids = reopened.list().map((s) => s.id);
       for (const s of list.filter((x) => ['completed', 'failed', 'cancelled'].includes(x.state))) assert.ok(ids.includes(s.id), s.id);
@@ -184,8 +166,8 @@ describe('REST API', () => {
     const listed = ((await call('GET', '/api/migrations')).json.migrations as MigrationSummary[]).find((x) => x.id === r.json.id);
     assert.deepEqual(listed?.inject, ['ch2:uuid']);
     await idle(done.uuid!);
-    assert.deepEqual(history.get(r.json.id)?.summary.inject, ['ch2:uuid']);
-    assert.deepEqual(history.get(r.json.id)?.config.inject, ['ch2:uuid']);
+    assert.deepEqual(tc.history.get(r.json.id)?.summary.inject, ['ch2:uuid']);
+    assert.deepEqual(tc.history.get(r.json.id)?.config.inject, ['ch2:uuid']);
 
     // The guest carries on here, and migrates cleanly without the fault.
     const again = await call('POST', '/api/migrations', { channels: 4, guest: done.uuid });
@@ -219,7 +201,7 @@ describe('REST API', () => {
   });
 
   it('history rows written before the fault lab (no inject) still parse, as inject []', async () => {
-    const db = new Database(path.join(dir, 'history.sqlite'));
+    const db = new Database(path.join(tc.dataDir, 'history.sqlite'));
     try {
       const row = db.prepare('SELECT * FROM migrations LIMIT 1').get() as Record<string, unknown>;
       assert.ok(row, 'a stored migration to copy');

@@ -3,49 +3,30 @@
  * a few a second whatever the channel count, and never an event twice.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import http from 'node:http';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { io as connect, type Socket } from 'socket.io-client';
 import type { MigrationEvent } from '../lib/contracts';
 import type { ClientToServerEvents, ServerToClientEvents, SubscribeReply } from '../lib/contracts/console';
 import { StartMigrationSchema } from '../lib/contracts/console';
-import { Destination } from '../lib/engine';
-import { openHistory, type HistoryStore } from './history';
-import { LocalRegistry } from './registry';
+import type { LocalRegistry } from './registry';
+import { startTestConsole, type TestConsole } from './test-support';
 import { attachSocket } from './socket';
 
 describe('socket.io rooms', () => {
-  let dir: string;
-  let history: HistoryStore;
-  let embedded: Destination;
+  let tc: TestConsole;
   let registry: LocalRegistry;
-  let server: http.Server;
   let client: Socket<ServerToClientEvents, ClientToServerEvents>;
 
   before(async () => {
-    dir = mkdtempSync(path.join(os.tmpdir(), 'multifd-socket-'));
-    history = openHistory(dir);
-    embedded = new Destination({ port: 0 });
-    await embedded.listen();
-    registry = new LocalRegistry(history, embedded);
-    server = http.createServer();
-    attachSocket(server, registry);
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    client = connect(`http://127.0.0.1:${(server.address() as { port: number }).port}`, { transports: ['websocket'] });
+    tc = await startTestConsole((server, reg) => void attachSocket(server, reg));
+    registry = tc.registry;
+    client = connect(tc.url, { transports: ['websocket'] });
     await new Promise<void>((r) => client.once('connect', () => r()));
   });
 
   after(async () => {
     client.close();
-    await registry.close();
-    await embedded.close();
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
-    history.close();
-    rmSync(dir, { recursive: true, force: true });
+    await tc.close();
   });
 
   it('64 channels: the subscriber sees both sides, batched, and no event twice', async () => {
