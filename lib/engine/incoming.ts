@@ -21,7 +21,7 @@ import {
   asMigrationError,
   type SerializedError,
 } from '../errors';
-import { Guest, PageHashes, formatDigest, type RamBlock } from '../guest';
+import { Guest, PageHashes, Populator, formatDigest, type RamBlock } from '../guest';
 import {
   FLAG_SYNC,
   FrameDecoder,
@@ -78,6 +78,8 @@ class DestChannel implements PacketSink {
   error: SerializedError | null = null;
   slow = false;
   private block: RamBlock | null = null;
+  /** the current packet's page indices, for hashing (reused) */
+  private readonly pages: number[] = [];
 
   constructor(
     readonly id: number,
@@ -104,15 +106,13 @@ class DestChannel implements PacketSink {
   packet(h: PacketHeader): void {
     const block = this.block;
     if (block) {
-      const hashes = this.m.hashes;
-      const n = h.normalPages;
+      const n = h.normalPages + h.zeroPages;
       const offs = h.offsets;
-      for (let i = 0; i < n; i++) hashes.hashPage(block, offs[i] / PAGE_SIZE);
-      for (let i = n; i < n + h.zeroPages; i++) {
-        const off = offs[i];
-        block.bytes.fill(0, off, off + PAGE_SIZE);
-        hashes.hashPage(block, off / PAGE_SIZE);
-      }
+      const pages = this.pages;
+      pages.length = n;
+      for (let i = 0; i < n; i++) pages[i] = offs[i] / PAGE_SIZE;
+      for (let i = h.normalPages; i < n; i++) block.bytes.fill(0, offs[i], offs[i] + PAGE_SIZE);
+      this.m.hashes.hashPages(block, pages);
     }
     if (h.flags & FLAG_SYNC) {
       // Stop here until every channel has reached this round's SYNC (DESIGN 3.4): a page
@@ -204,6 +204,8 @@ export class IncomingMigration {
     this.events = new MigrationEmitter('destination', this.id, this.uuid);
     this.chans = new Array(hello.channels).fill(null);
     this.guest = Guest.incoming({ uuid: hello.uuid, blocks: hello.blocks });
+    const populator = new Populator(this.guest.blocks);
+    this.life.defer(() => populator.stop());
     main.owner = this;
     main.onEnd(() => this.onMainEnd());
     this.life.socket(main.socket);

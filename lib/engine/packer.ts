@@ -84,11 +84,12 @@ export class RoundPacker {
   private take(block: RamBlock, p: number): void {
     if (block.isZeroPage(p)) this.zero.push(p);
     else this.normal.push(p);
-    this.hashes.hashPage(block, p);
   }
 
   private build(block: RamBlock, packetNum: bigint): OutPacket {
     const { normal, zero, offsets } = this;
+    this.hashes.hashPages(block, normal);
+    this.hashes.hashPages(block, zero);
     offsets.length = 0;
     const payload: Uint8Array[] = [];
     let runStart = -1;

@@ -80,6 +80,24 @@ describe('PageHashes', () => {
     assert.equal(backward.digest(), forward.digest());
   });
 
+  it('hashPages takes any list of pages: runs, gaps, repeats, across batches', async () => {
+    const [b] = randomBlocks([{ name: 'pc.ram', size: 1 << 20 }]); // 256 pages
+    const all = await PageHashes.create([b]);
+    all.hashAll();
+    const listed = await PageHashes.create([b]);
+    // a run crossing the 64-page batch, scattered pages, a repeat, then everything in reverse
+    listed.hashPages(b, [3, 4, 5, 200, 7, 7, ...Array.from({ length: 100 }, (_, i) => 100 + i)]);
+    listed.hashPages(b, Array.from({ length: b.pages }, (_, i) => b.pages - 1 - i));
+    assert.equal(listed.digest(), all.digest());
+    const part = await PageHashes.create([b]);
+    part.hashPages(b, [9, 1, 2, 3], 1, 3); // only pages 1 and 2
+    const two = await PageHashes.create([b]);
+    two.hashRun(b, 1, 2);
+    assert.equal(part.digest(), two.digest());
+    assert.throws(() => listed.hashPages(b, [0, 256]), { code: 'MIGRATION_INTERNAL' });
+    assert.throws(() => listed.hashPages(b, [1.5]), { code: 'MIGRATION_INTERNAL' });
+  });
+
   it('digest() carries across 32-bit halves exactly (compared with a BigInt sum)', async () => {
     const blocks = randomBlocks([{ name: 'pc.ram', size: 4 << 20 }]);
     const { h64Raw } = await xxhash();

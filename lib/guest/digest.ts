@@ -4,21 +4,22 @@
  * every block. A sum, so per-page hashes can be kept current in any order and the
  * digest taken at the pause costs one pass over 8 bytes per page.
  *
- * Hashes are stored per block in a BigUint64Array (one slot per page). The sum is kept
- * current as pages are (re)hashed, as two Number accumulators of 32-bit halves (new half
- * minus old half, carries folded lazily), so digest() is O(1) at the pause, however
- * cold the code is, and no BigInt add happens per page.
+ * Hashes are stored per block as 32-bit halves (two words per page). The sum is kept
+ * current as pages are (re)hashed, as two Number accumulators of those halves (new half
+ * minus old half, carries folded lazily), so digest() is O(1) at the pause and no BigInt
+ * is made per page. Pages are hashed in batches by PageHasher (lib/guest/xxh64.ts).
  */
 import xxhash from 'xxhash-wasm';
 import { InternalError } from '../errors/index';
 import { PAGE_SIZE } from '../protocol/constants';
 import type { RamBlock } from './ram';
+import { BATCH_PAGES, PageHasher } from './xxh64';
 
 type XXHashAPI = Awaited<ReturnType<typeof xxhash>>;
 
 let hasher: Promise<XXHashAPI> | null = null;
 
-/** The xxhash-wasm instance, loaded once per thread. */
+/** The xxhash-wasm instance, loaded once per thread (streaming and general-purpose hashes). */
 export function loadXxhash(): Promise<XXHashAPI> {
   if (!hasher) {
     hasher = xxhash().catch((err: unknown) => {
@@ -29,60 +30,77 @@ export function loadXxhash(): Promise<XXHashAPI> {
   return hasher;
 }
 
-const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
-const LO = LITTLE_ENDIAN ? 0 : 1;
-const HI = 1 - LO;
 const TWO32 = 2 ** 32;
 /** Fold carries before an accumulator can leave the exact range of a double. */
 const FOLD_AT = 2 ** 52;
 
 interface Store {
   block: RamBlock;
-  hashes: BigUint64Array;
+  /** page p's hash: low word at 2p, high word at 2p + 1 */
   halves: Uint32Array;
 }
 
 export class PageHashes {
-  readonly #h64: XXHashAPI['h64Raw'];
+  readonly #hasher = new PageHasher();
   readonly #stores: Store[];
   readonly #byBlock: Map<RamBlock, Store>;
   /** Sum of all stored hashes = sumHi × 2^32 + sumLo (mod 2^64); either may be negative between folds. */
   #sumLo = 0;
   #sumHi = 0;
 
-  private constructor(api: XXHashAPI, blocks: readonly RamBlock[]) {
-    this.#h64 = api.h64Raw;
-    this.#stores = blocks.map((block) => {
-      const hashes = new BigUint64Array(block.pages);
-      return { block, hashes, halves: new Uint32Array(hashes.buffer) };
-    });
+  private constructor(blocks: readonly RamBlock[]) {
+    this.#stores = blocks.map((block) => ({ block, halves: new Uint32Array(block.pages * 2) }));
     this.#byBlock = new Map(this.#stores.map((s) => [s.block, s]));
   }
 
   /** Hashes start at 0 (not the hash of anything): call hashAll() or hash every page. */
   static async create(blocks: readonly RamBlock[]): Promise<PageHashes> {
-    return new PageHashes(await loadXxhash(), blocks);
+    return new PageHashes(blocks);
   }
 
   hashPage(block: RamBlock, pageIndex: number): void {
-    const s = this.#store(block);
-    if (!(pageIndex >= 0 && pageIndex < block.pages) || !Number.isInteger(pageIndex)) {
-      throw new InternalError(`page hashes: page ${pageIndex} out of range for ramblock '${block.name}'`);
-    }
-    const off = pageIndex * PAGE_SIZE;
-    this.#store1(s, pageIndex, this.#h64(block.bytes.subarray(off, off + PAGE_SIZE), BigInt(block.base + off)));
+    this.hashRun(block, pageIndex, 1);
   }
 
+  /** Re-hashes pages firstPage .. firstPage + count - 1 of `block`. */
   hashRun(block: RamBlock, firstPage: number, count: number): void {
     const s = this.#store(block);
-    if (!(firstPage >= 0 && count >= 0 && firstPage + count <= block.pages)) {
+    if (!(Number.isInteger(firstPage) && Number.isInteger(count) && firstPage >= 0 && count >= 0 && firstPage + count <= block.pages)) {
       throw new InternalError(`page hashes: pages ${firstPage}+${count} out of range for ramblock '${block.name}'`);
     }
-    const h64 = this.#h64;
-    const bytes = block.bytes;
-    for (let i = firstPage; i < firstPage + count; i++) {
-      const off = i * PAGE_SIZE;
-      this.#store1(s, i, h64(bytes.subarray(off, off + PAGE_SIZE), BigInt(block.base + off)));
+    const h = this.#hasher;
+    for (let p = firstPage; p < firstPage + count; p += BATCH_PAGES) {
+      const n = Math.min(BATCH_PAGES, firstPage + count - p);
+      h.run(block.bytes, p * PAGE_SIZE, n, block.base + p * PAGE_SIZE);
+      for (let k = 0; k < n; k++) this.#store1(s, p + k, k);
+    }
+  }
+
+  /**
+   * Re-hashes the pages `pages[from] .. pages[to - 1]` (page indices of `block`, any order;
+   * runs of consecutive indices are copied to the hasher in one piece).
+   */
+  hashPages(block: RamBlock, pages: ArrayLike<number>, from = 0, to = pages.length): void {
+    const s = this.#store(block);
+    const h = this.#hasher;
+    let i = from;
+    while (i < to) {
+      // Fill one batch with runs of consecutive pages.
+      const batchStart = i;
+      let k = 0;
+      while (i < to && k < BATCH_PAGES) {
+        const first = pages[i];
+        if (!(first >= 0 && first < block.pages && Number.isInteger(first))) {
+          throw new InternalError(`page hashes: page ${first} out of range for ramblock '${block.name}'`);
+        }
+        let run = 1;
+        while (i + run < to && k + run < BATCH_PAGES && pages[i + run] === first + run && first + run < block.pages) run++;
+        h.stage(k, block.bytes, first * PAGE_SIZE, run, block.base + first * PAGE_SIZE);
+        k += run;
+        i += run;
+      }
+      h.hashStaged(k);
+      for (let j = 0; j < k; j++) this.#store1(s, pages[batchStart + j], j);
     }
   }
 
@@ -96,15 +114,17 @@ export class PageHashes {
     return (BigInt(this.#sumHi) << 32n) | BigInt(this.#sumLo);
   }
 
-  /** Stores one page's hash and moves the running sum by (new - old). */
-  #store1(s: Store, page: number, hash: bigint): void {
+  /** Stores page `page`'s hash from the hasher's slot `slot`, moving the running sum by (new - old). */
+  #store1(s: Store, page: number, slot: number): void {
     const halves = s.halves;
+    const io = this.#hasher.io;
     const j = 2 * page;
-    const oldLo = halves[j + LO];
-    const oldHi = halves[j + HI];
-    s.hashes[page] = hash;
-    this.#sumLo += halves[j + LO] - oldLo;
-    this.#sumHi += halves[j + HI] - oldHi;
+    const lo = io[2 * slot];
+    const hi = io[2 * slot + 1];
+    this.#sumLo += lo - halves[j];
+    this.#sumHi += hi - halves[j + 1];
+    halves[j] = lo;
+    halves[j + 1] = hi;
     if (this.#sumLo > FOLD_AT || this.#sumLo < -FOLD_AT || this.#sumHi > FOLD_AT || this.#sumHi < -FOLD_AT) this.#fold();
   }
 

@@ -33,6 +33,7 @@ export {
   type DeviceState,
   type RngState,
 } from './device';
+export { Populator } from './populate';
 export { PageHashes, fullDigest, formatDigest, parseDigest, loadXxhash } from './digest';
 export {
   Guest,
