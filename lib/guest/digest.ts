@@ -36,12 +36,12 @@ const FOLD_AT = 2 ** 52;
 
 interface Store {
   block: RamBlock;
+  hasher: PageHasher;
   /** page p's hash: low word at 2p, high word at 2p + 1 */
   halves: Uint32Array;
 }
 
 export class PageHashes {
-  readonly #hasher = new PageHasher();
   readonly #stores: Store[];
   readonly #byBlock: Map<RamBlock, Store>;
   /** Sum of all stored hashes = sumHi × 2^32 + sumLo (mod 2^64); either may be negative between folds. */
@@ -49,7 +49,7 @@ export class PageHashes {
   #sumHi = 0;
 
   private constructor(blocks: readonly RamBlock[]) {
-    this.#stores = blocks.map((block) => ({ block, halves: new Uint32Array(block.pages * 2) }));
+    this.#stores = blocks.map((block) => ({ block, hasher: PageHasher.forBlock(block), halves: new Uint32Array(block.pages * 2) }));
     this.#byBlock = new Map(this.#stores.map((s) => [s.block, s]));
   }
 
@@ -68,21 +68,22 @@ export class PageHashes {
     if (!(Number.isInteger(firstPage) && Number.isInteger(count) && firstPage >= 0 && count >= 0 && firstPage + count <= block.pages)) {
       throw new InternalError(`page hashes: pages ${firstPage}+${count} out of range for ramblock '${block.name}'`);
     }
-    const h = this.#hasher;
+    const h = s.hasher;
     for (let p = firstPage; p < firstPage + count; p += BATCH_PAGES) {
       const n = Math.min(BATCH_PAGES, firstPage + count - p);
-      h.run(block.bytes, p * PAGE_SIZE, n, block.base + p * PAGE_SIZE);
+      h.add(0, p, n, block.base + p * PAGE_SIZE);
+      h.hash(n);
       for (let k = 0; k < n; k++) this.#store1(s, p + k, k);
     }
   }
 
   /**
    * Re-hashes the pages `pages[from] .. pages[to - 1]` (page indices of `block`, any order;
-   * runs of consecutive indices are copied to the hasher in one piece).
+   * runs of consecutive indices go to the hasher in one piece).
    */
   hashPages(block: RamBlock, pages: ArrayLike<number>, from = 0, to = pages.length): void {
     const s = this.#store(block);
-    const h = this.#hasher;
+    const h = s.hasher;
     let i = from;
     while (i < to) {
       // Fill one batch with runs of consecutive pages.
@@ -95,11 +96,11 @@ export class PageHashes {
         }
         let run = 1;
         while (i + run < to && k + run < BATCH_PAGES && pages[i + run] === first + run && first + run < block.pages) run++;
-        h.stage(k, block.bytes, first * PAGE_SIZE, run, block.base + first * PAGE_SIZE);
+        h.add(k, first, run, block.base + first * PAGE_SIZE);
         k += run;
         i += run;
       }
-      h.hashStaged(k);
+      h.hash(k);
       for (let j = 0; j < k; j++) this.#store1(s, pages[batchStart + j], j);
     }
   }
@@ -117,10 +118,9 @@ export class PageHashes {
   /** Stores page `page`'s hash from the hasher's slot `slot`, moving the running sum by (new - old). */
   #store1(s: Store, page: number, slot: number): void {
     const halves = s.halves;
-    const io = this.#hasher.io;
     const j = 2 * page;
-    const lo = io[2 * slot];
-    const hi = io[2 * slot + 1];
+    const lo = s.hasher.lo(slot);
+    const hi = s.hasher.hi(slot);
     this.#sumLo += lo - halves[j];
     this.#sumHi += hi - halves[j + 1];
     halves[j] = lo;

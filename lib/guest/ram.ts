@@ -1,6 +1,8 @@
 /**
- * Guest RAM: named blocks of 4 KiB pages, each on its own SharedArrayBuffer so the
- * workload worker writes the very bytes the migration reads. Blocks sit one after the
+ * Guest RAM: named blocks of 4 KiB pages, each on its own shared memory so the workload
+ * worker writes the very bytes the migration reads. A block is a shared WebAssembly.Memory
+ * when it fits one (4 GiB less a 64 KiB reserve after its pages), so page hashes are
+ * computed in place (lib/guest/xxh64.ts); larger blocks are a plain SharedArrayBuffer. Blocks sit one after the
  * other in guest address space: a block's `base` is the sum of the sizes before it, and
  * a page's address (the digest's seed, DESIGN 5) is base + offset in the block.
  */
@@ -8,6 +10,7 @@ import { Buffer } from 'node:buffer';
 import { ConfigInvalidError, InternalError } from '../errors/index';
 import { PAGE_SIZE, RAMBLOCK_NAME_SIZE } from '../protocol/constants';
 import { DirtyBitmap } from './dirty';
+import { HASH_RESERVE_BYTES, MAX_WASM_MEMORY_BYTES } from './xxh64';
 
 export interface RamBlockSpec {
   name: string;
@@ -24,7 +27,11 @@ export class RamBlock {
   readonly size: number;
   readonly pages: number;
   readonly base: number;
+  /** The memory: at least `size` bytes (a wasm memory has a reserve after the pages). */
   readonly sab: SharedArrayBuffer;
+  /** The wasm memory `sab` belongs to, or null for a plain SharedArrayBuffer. */
+  readonly memory: WebAssembly.Memory | null;
+  /** The block's pages: `size` bytes. */
   readonly bytes: Uint8Array;
   readonly dirty: DirtyBitmap;
   readonly #words: Int32Array;
@@ -39,19 +46,20 @@ export class RamBlock {
     this.pages = spec.size / PAGE_SIZE;
     this.base = base;
     try {
-      this.sab = sab ?? new SharedArrayBuffer(spec.size);
+      this.memory = sab ? null : allocate(spec.size);
+      this.sab = sab ?? (this.memory ? sharedBuffer(this.memory) : new SharedArrayBuffer(spec.size));
     } catch (err) {
       throw new ConfigInvalidError(`cannot allocate ramblock '${spec.name}' of ${spec.size} bytes: ${(err as Error).message}`, {
         received: String(spec.size),
         cause: err,
       });
     }
-    if (this.sab.byteLength !== spec.size) {
+    if (this.sab.byteLength < spec.size) {
       throw new InternalError(`ramblock '${spec.name}': buffer is ${this.sab.byteLength} bytes, expected ${spec.size}`);
     }
-    this.bytes = new Uint8Array(this.sab);
-    this.#words = new Int32Array(this.sab);
-    this.#buf = Buffer.from(this.sab);
+    this.bytes = new Uint8Array(this.sab, 0, spec.size);
+    this.#words = new Int32Array(this.sab, 0, spec.size / 4);
+    this.#buf = Buffer.from(this.sab, 0, spec.size);
     this.dirty = new DirtyBitmap(this.pages);
   }
 
@@ -80,6 +88,20 @@ export class RamBlock {
       throw new InternalError(`ramblock '${this.name}': page ${index} out of range 0..${this.pages - 1}`);
     }
   }
+}
+
+/** A shared wasm memory with the hash reserve after `size` bytes, when that fits in 4 GiB. */
+function allocate(size: number): WebAssembly.Memory | null {
+  const bytes = size + HASH_RESERVE_BYTES;
+  if (bytes > MAX_WASM_MEMORY_BYTES) return null;
+  const pages = Math.ceil(bytes / 65536);
+  return new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+}
+
+function sharedBuffer(memory: WebAssembly.Memory): SharedArrayBuffer {
+  const buf: unknown = memory.buffer;
+  if (!(buf instanceof SharedArrayBuffer)) throw new InternalError('a shared wasm memory without a SharedArrayBuffer');
+  return buf;
 }
 
 /** Largest name that fits QEMU's NUL-terminated char[256] ramblock field. */

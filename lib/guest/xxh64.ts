@@ -2,11 +2,19 @@
  * xxhash64 of whole 4 KiB pages, many per call, in a WebAssembly function of our own.
  *
  * Why not xxhash-wasm's h64Raw per page: each call allocates a view and two BigInts, copies
- * the page into the module and crosses into wasm once; on a 2 GiB guest that overhead was
- * ~0.9 s per side, several times the hashing itself. Here the caller copies a run of pages
- * (at most BATCH_PAGES, 256 KiB, which stays in cache) into the module's memory, writes one
- * 64-bit seed per page next to it, and one call replaces each seed with its page's hash.
- * The caller reads the results as 32-bit halves, so nothing on the way allocates.
+ * the page into the module and crosses into wasm once; that overhead was several times the
+ * hashing itself. Here one call hashes a batch of pages described by 16-byte slots:
+ *
+ *   slot k: bytes 0..7  the page's 64-bit seed in, its hash out (little-endian)
+ *           bytes 8..11 the page's address in the module's memory
+ *
+ * Two ways to reach the pages (PageHasher.forBlock picks):
+ * - in place: the block's RAM *is* a shared WebAssembly.Memory (lib/guest/ram.ts) and the
+ *   slots sit in a reserve after its last page, so nothing is copied;
+ * - copying: for RAM on a plain SharedArrayBuffer (blocks too large for a 4 GiB wasm
+ *   memory, memory wrapped from elsewhere), a run of pages is copied into the module's own
+ *   memory first (256 KiB at a time, which stays in cache between the copy and the hash).
+ * Results are read as 32-bit halves, so nothing on the way allocates.
  *
  * Only the 4096-byte case of xxhash64 is needed: the length is a multiple of the 32-byte
  * stripe, so the algorithm is the four-lane stripe loop, the lane merge, the length, and
@@ -17,13 +25,17 @@
  */
 import { PAGE_SIZE } from '../protocol/constants';
 
-/** Pages hashed per call. 256 KiB of input stays in L2 between the copy and the hash. */
+/** Pages per call. In copy mode, 256 KiB of input stays in L2 between the copy and the hash. */
 export const BATCH_PAGES = 64;
-/** Layout of the module's memory: the pages, then one 8-byte seed/hash slot per page. */
-const DATA_PTR = 0;
-const IO_PTR = BATCH_PAGES * PAGE_SIZE;
-const MEMORY_BYTES = IO_PTR + BATCH_PAGES * 8;
+const SLOT_BYTES = 16;
+/** Bytes a block's wasm memory keeps after its pages for the slots (one wasm page). */
+export const HASH_RESERVE_BYTES = 65536;
+/** Copy mode's own memory: the pages, then the slots. */
+const COPY_IO = BATCH_PAGES * PAGE_SIZE;
+const COPY_MEMORY_BYTES = COPY_IO + BATCH_PAGES * SLOT_BYTES;
 const WASM_PAGE = 65536;
+/** The most a wasm32 memory can hold: 65536 pages of 64 KiB. */
+export const MAX_WASM_MEMORY_BYTES = 65536 * WASM_PAGE;
 
 const P1 = 0x9e3779b185ebca87n;
 const P2 = 0xc2b2ae3d27d4eb4fn;
@@ -41,6 +53,7 @@ const op = {
   localGet: 0x20,
   localSet: 0x21,
   localTee: 0x22,
+  i32Load: 0x28,
   i64Load: 0x29,
   i64Store: 0x37,
   i32Const: 0x41,
@@ -88,17 +101,16 @@ const name = (s: string) => [...uleb(s.length), ...new TextEncoder().encode(s)];
 const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
 const vec = (items: number[][]) => [...uleb(items.length), ...items.flat()];
 
-/** hash_pages(data: i32, count: i32, io: i32): io[k] (a u64 seed) := xxh64(data + 4096k, 4096, io[k]). */
+/** hash_pages(io: i32, count: i32): for each of `count` 16-byte slots at io, seed := xxh64(page, seed). */
 function hashPagesBody(): number[] {
-  // params 0..2, then locals
-  const data = 0;
+  // params 0..1, then locals
+  const io = 0;
   const count = 1;
-  const io = 2;
-  const p = 3; // i32: stripe pointer
-  const end = 4; // i32: end of this page
-  const seed = 5; // i64 ...
-  const v = [6, 7, 8, 9];
-  const h = 10;
+  const p = 2; // i32: stripe pointer
+  const end = 3; // i32: end of this page
+  const seed = 4; // i64 ...
+  const v = [5, 6, 7, 8];
+  const h = 9;
   const get = (l: number) => [op.localGet, l];
   const set = (l: number) => [op.localSet, l];
   const k64 = (c: bigint) => [op.i64Const, ...sleb64(c)];
@@ -109,14 +121,14 @@ function hashPagesBody(): number[] {
     op.block, VOID,
     op.loop, VOID,
     ...get(count), op.i32Eqz, op.brIf, 1,
-    // seed and the four lanes
+    // seed, page pointer, and the four lanes
     ...get(io), op.i64Load, 3, 0, ...set(seed),
+    ...get(io), op.i32Load, 2, 8, op.localTee, p,
+    ...k32(PAGE_SIZE), op.i32Add, ...set(end),
     ...get(seed), ...k64(P1 + P2), op.i64Add, ...set(v[0]),
     ...get(seed), ...k64(P2), op.i64Add, ...set(v[1]),
     ...get(seed), ...set(v[2]),
     ...get(seed), ...k64(P1), op.i64Sub, ...set(v[3]),
-    ...get(data), ...set(p),
-    ...get(data), ...k32(PAGE_SIZE), op.i32Add, ...set(end),
     // 128 stripes of 32 bytes: lane i takes the 8 bytes at p + 8i
     op.loop, VOID,
   ];
@@ -142,9 +154,8 @@ function hashPagesBody(): number[] {
     ...get(h), ...get(h), ...k64(33n), op.i64ShrU, op.i64Xor, ...k64(P2), op.i64Mul, ...set(h),
     ...get(h), ...get(h), ...k64(29n), op.i64ShrU, op.i64Xor, ...k64(P3), op.i64Mul, ...set(h),
     ...get(io), ...get(h), ...get(h), ...k64(32n), op.i64ShrU, op.i64Xor, op.i64Store, 3, 0,
-    // next page
-    ...get(data), ...k32(PAGE_SIZE), op.i32Add, ...set(data),
-    ...get(io), ...k32(8), op.i32Add, ...set(io),
+    // next slot
+    ...get(io), ...k32(SLOT_BYTES), op.i32Add, ...set(io),
     ...get(count), ...k32(1), op.i32Sub, ...set(count),
     op.br, 0,
     op.end,
@@ -158,70 +169,119 @@ function hashPagesBody(): number[] {
   return [...locals, ...code];
 }
 
-function moduleBytes(): Uint8Array<ArrayBuffer> {
-  const pages = Math.ceil(MEMORY_BYTES / WASM_PAGE);
+/**
+ * The module: with `ownPages`, a fixed memory of its own that it exports; without, it
+ * imports a shared memory of any size as env.memory.
+ */
+function moduleBytes(ownPages: number | null): Uint8Array<ArrayBuffer> {
   const body = hashPagesBody();
+  const memory =
+    ownPages === null
+      ? section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x03, ...uleb(1), ...uleb(65536)]])) // import shared 1..65536 pages
+      : section(5, vec([[0x01, ...uleb(ownPages), ...uleb(ownPages)]]));
+  const exports = [[...name('hash_pages'), 0x00, 0]];
+  if (ownPages !== null) exports.push([...name('memory'), 0x02, 0]);
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, vec([[0x60, ...vec([[I32], [I32], [I32]]), 0]])), // type 0: (i32 i32 i32) -> ()
+    ...section(1, vec([[0x60, ...vec([[I32], [I32]]), 0]])), // type 0: (i32 i32) -> ()
+    ...(ownPages === null ? memory : []),
     ...section(3, vec([[0]])), // function 0 has type 0
-    ...section(5, vec([[0x01, ...uleb(pages), ...uleb(pages)]])), // one fixed-size memory
-    ...section(7, vec([
-      [...name('memory'), 0x02, 0],
-      [...name('hash_pages'), 0x00, 0],
-    ])),
+    ...(ownPages === null ? [] : memory),
+    ...section(7, vec(exports)),
     ...section(10, vec([[...uleb(body.length), ...body]])),
   ]);
 }
 
-let compiled: WebAssembly.Module | null = null;
+let copyModule: WebAssembly.Module | null = null;
+let inPlaceModule: WebAssembly.Module | null = null;
 
-/** One instance: its own memory, reused for every batch. Not for concurrent use across threads. */
+type HashPages = (io: number, count: number) => void;
+
+/** Where a block's pages are: RAM on a shared wasm memory gets hashed in place. */
+export interface HashablePages {
+  readonly bytes: Uint8Array;
+  readonly pages: number;
+  /** The wasm memory under `bytes` (starting at address 0), with HASH_RESERVE_BYTES after the pages; or null. */
+  readonly memory: WebAssembly.Memory | null;
+}
+
+/**
+ * Hashes pages of one block: add(k, page, count, seed) fills slots k.. with a run of
+ * consecutive pages; hash(n) hashes slots 0..n-1; the result of slot k is lo(k), hi(k).
+ * Not for concurrent use across threads (the slots of an in-place hasher live in the
+ * block's shared memory).
+ */
 export class PageHasher {
-  readonly #hashPages: (data: number, count: number, io: number) => void;
-  readonly #mem: Uint8Array;
-  /** The seed/hash slots as 32-bit words: slot k is words 2k, 2k+1 (little-endian in wasm). */
-  readonly io: Uint32Array;
+  readonly #hashPages: HashPages;
+  readonly #bytes: Uint8Array;
+  /** copy mode: the module's own memory, else null */
+  readonly #copyTo: Uint8Array | null;
+  readonly #ioAddr: number;
+  /** the slots as 32-bit words: slot k is words 4k .. 4k+3 */
+  readonly #io: Uint32Array;
 
-  constructor() {
-    // The module stores hashes little-endian; `io` reads them with the host's byte order.
+  private constructor(hashPages: HashPages, bytes: Uint8Array, copyTo: Uint8Array | null, ioAddr: number, io: Uint32Array) {
+    this.#hashPages = hashPages;
+    this.#bytes = bytes;
+    this.#copyTo = copyTo;
+    this.#ioAddr = ioAddr;
+    this.#io = io;
+  }
+
+  static forBlock(block: HashablePages): PageHasher {
+    // The module stores hashes little-endian; the slots are read with the host's byte order.
     if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) throw new Error('PageHasher needs a little-endian host');
-    compiled ??= new WebAssembly.Module(moduleBytes());
-    const instance = new WebAssembly.Instance(compiled, {});
-    const { memory, hash_pages } = instance.exports as { memory: WebAssembly.Memory; hash_pages: (a: number, b: number, c: number) => void };
-    this.#hashPages = hash_pages;
-    this.#mem = new Uint8Array(memory.buffer);
-    this.io = new Uint32Array(memory.buffer, IO_PTR, BATCH_PAGES * 2);
+    const size = block.pages * PAGE_SIZE;
+    if (block.memory && block.memory.buffer.byteLength >= size + BATCH_PAGES * SLOT_BYTES) {
+      inPlaceModule ??= new WebAssembly.Module(moduleBytes(null));
+      const instance = new WebAssembly.Instance(inPlaceModule, { env: { memory: block.memory } });
+      const io = new Uint32Array(block.memory.buffer, size, BATCH_PAGES * 4);
+      return new PageHasher(instance.exports.hash_pages as HashPages, block.bytes, null, size, io);
+    }
+    const pages = Math.ceil(COPY_MEMORY_BYTES / WASM_PAGE);
+    copyModule ??= new WebAssembly.Module(moduleBytes(pages));
+    const instance = new WebAssembly.Instance(copyModule, {});
+    const memory = instance.exports.memory as WebAssembly.Memory;
+    const io = new Uint32Array(memory.buffer, COPY_IO, BATCH_PAGES * 4);
+    return new PageHasher(instance.exports.hash_pages as HashPages, block.bytes, new Uint8Array(memory.buffer), COPY_IO, io);
   }
 
-  /**
-   * Hashes `count` (≤ BATCH_PAGES) consecutive pages starting at byte `offset` of `bytes`,
-   * page k seeded with `seed + k × 4096`. Results: io[2k] (low) and io[2k+1] (high).
-   */
-  run(bytes: Uint8Array, offset: number, count: number, seed: number): void {
-    this.stage(0, bytes, offset, count, seed);
-    this.#hashPages(DATA_PTR, count, IO_PTR);
+  /** True when pages are hashed where they are, without a copy. */
+  get inPlace(): boolean {
+    return this.#copyTo === null;
   }
 
-  /**
-   * Stages `count` consecutive pages starting at byte `offset` of `bytes` into slots k ..
-   * k + count - 1 (k + count ≤ BATCH_PAGES), seeded `seed`, `seed + 4096`, ...; then
-   * hashStaged(n) hashes slots 0 .. n - 1.
-   */
-  stage(k: number, bytes: Uint8Array, offset: number, count: number, seed: number): void {
-    this.#mem.set(bytes.subarray(offset, offset + count * PAGE_SIZE), DATA_PTR + k * PAGE_SIZE);
-    for (let i = 0; i < count; i++) setSeed(this.io, k + i, seed + i * PAGE_SIZE);
+  /** Slots k .. k + count - 1 (k + count ≤ BATCH_PAGES) := pages first .., seeds seed, seed + 4096, ... */
+  add(k: number, first: number, count: number, seed: number): void {
+    const io = this.#io;
+    let addr: number;
+    if (this.#copyTo) {
+      const off = first * PAGE_SIZE;
+      this.#copyTo.set(this.#bytes.subarray(off, off + count * PAGE_SIZE), k * PAGE_SIZE);
+      addr = k * PAGE_SIZE;
+    } else {
+      addr = first * PAGE_SIZE;
+    }
+    for (let i = 0; i < count; i++) {
+      const w = 4 * (k + i);
+      const s = seed + i * PAGE_SIZE;
+      io[w] = s % TWO32;
+      io[w + 1] = Math.floor(s / TWO32);
+      io[w + 2] = addr + i * PAGE_SIZE;
+    }
   }
 
-  hashStaged(count: number): void {
-    this.#hashPages(DATA_PTR, count, IO_PTR);
+  hash(count: number): void {
+    this.#hashPages(this.#ioAddr, count);
+  }
+
+  lo(k: number): number {
+    return this.#io[4 * k];
+  }
+
+  hi(k: number): number {
+    return this.#io[4 * k + 1];
   }
 }
 
 const TWO32 = 2 ** 32;
-
-/** Seeds are guest addresses: exact integers below 2^53. */
-function setSeed(io: Uint32Array, k: number, seed: number): void {
-  io[2 * k] = seed % TWO32;
-  io[2 * k + 1] = Math.floor(seed / TWO32);
-}
