@@ -15,20 +15,31 @@
  * Next to it, the "ceiling": bench/ceiling-send.ts and bench/ceiling-recv.ts, a bare Node
  * sender and receiver in two processes moving the same bytes over N loopback connections
  * (receiver: net.Socket `onread` into one freshly allocated buffer; sender: one pre-filled
- * random buffer). And `iperf3 -P N` when iperf3 is on PATH (nothing is installed).
+ * random buffer). And `iperf3 -P N` (3.12 in Debian 12: one thread for all streams).
+ *
+ * And real QEMU (bench/qemu.ts): two `qemu-system-x86_64` processes, paused guests whose RAM
+ * is a file in /dev/shm of the same kind of random bytes, multifd with N channels on both
+ * sides, driven over QMP; wall = `migrate` sent → `completed` seen, and the destination's
+ * RAM file compared byte for byte with the source's afterwards.
+ *
+ * iperf3 and qemu-system-x86 are installed with apt-get when missing and this runs as root;
+ * otherwise their rows are absent and the output says why. --no-iperf / --no-qemu skip them.
  *
  * --quick: 256 MiB, channels 1,4, 1 repeat. Default: 2 GiB, channels 1,2,4,8, 3 repeats; a
  * row shows the run with the median wall time, the JSON has every run.
  */
 import { spawn } from 'node:child_process';
-import { accessSync, constants as fsConstants, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { formatBytes, parseSize } from '../lib/guest/units';
+import { QEMU_X86_64, cleanupAllNow, removePath } from '../lib/qemu/process';
 import { Children, describeExit, type Child, type Json } from './children';
+import { makeSourceRam, runQemu, type QemuRun } from './qemu';
+import { ensureDebianPackage } from './tools';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = path.join(ROOT, 'bin', 'multifd.mjs');
@@ -43,15 +54,19 @@ interface Options {
   repeats: number;
   json: string | null;
   quick: boolean;
+  qemu: boolean;
+  iperf: boolean;
 }
 
-const USAGE = `usage: npm run bench -- [--quick] [--ram 2GiB] [--channels 1,2,4,8] [--repeats N] [--json out.json]
+const USAGE = `usage: npm run bench -- [--quick] [--ram 2GiB] [--channels 1,2,4,8] [--repeats N] [--json out.json] [--no-qemu] [--no-iperf]
 
   --quick          256 MiB guest, channels 1,4, 1 repeat (flags given explicitly still win)
   --ram SIZE       guest RAM (default 2GiB)
   --channels LIST  comma-separated channel counts (default 1,2,4,8)
   --repeats N      runs per channel count; rows show the median run (default 3)
   --json FILE      also write every run and the medians as JSON
+  --no-qemu        no real-QEMU rows (default: run them; apt-get install qemu-system-x86 if missing and root)
+  --no-iperf       no iperf3 rows (default: run them; apt-get install iperf3 if missing and root)
 `;
 
 function parseOptions(argv: string[]): Options {
@@ -65,6 +80,8 @@ function parseOptions(argv: string[]): Options {
       channels: { type: 'string' },
       repeats: { type: 'string' },
       json: { type: 'string' },
+      'no-qemu': { type: 'boolean' },
+      'no-iperf': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -82,7 +99,7 @@ function parseOptions(argv: string[]): Options {
   });
   const repeats = Number(values.repeats ?? (quick ? 1 : 3));
   if (!Number.isInteger(repeats) || repeats < 1 || repeats > 100) throw new Error(`--repeats must be 1..100, got "${values.repeats}"`);
-  return { ramBytes, channels, repeats, json: values.json ?? null, quick };
+  return { ramBytes, channels, repeats, json: values.json ?? null, quick, qemu: !values['no-qemu'], iperf: !values['no-iperf'] };
 }
 
 // ---- timeouts -------------------------------------------------------------------------------
@@ -316,21 +333,7 @@ async function runCeiling(kids: Children, channels: number, bytes: number): Prom
   }
 }
 
-// ---- iperf3, when present ------------------------------------------------------------------
-
-function onPath(cmd: string): string | null {
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    if (!dir) continue;
-    const p = path.join(dir, cmd);
-    try {
-      accessSync(p, fsConstants.X_OK);
-      return p;
-    } catch {
-      // not here
-    }
-  }
-  return null;
-}
+// ---- iperf3 ------------------------------------------------------------------
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -354,7 +357,9 @@ interface IperfRun {
 async function runIperf(bin: string, channels: number, bytes: number, track: Set<import('node:child_process').ChildProcess>): Promise<IperfRun> {
   const port = await freePort();
   const timeout = runTimeoutMs(bytes);
-  const server = spawn(bin, ['-s', '-1', '-B', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // --forceflush: iperf3 block-buffers stdout into a pipe, so its "listening" line would
+  // only arrive at exit.
+  const server = spawn(bin, ['-s', '-1', '--forceflush', '-B', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
   track.add(server);
   server.once('exit', () => track.delete(server));
   try {
@@ -398,6 +403,19 @@ async function runIperf(bin: string, channels: number, bytes: number, track: Set
   }
 }
 
+// ---- one QEMU run ------------------------------------------------------------------------------
+
+type QemuBenchRun = QemuRun & {
+  /** s/GiB first-touch of fresh memory cost just before this run (the destination's file pays it). */
+  freshMemSPerGiB: number | null;
+};
+
+async function runQemuMeasured(kids: Children, channels: number, ramBytes: number, binary: string, sourceRamFile: string): Promise<QemuBenchRun> {
+  const freshMemSPerGiB = await freshMemoryCost(kids);
+  const r = await runQemu(channels, ramBytes, { binary, sourceRamFile, timeoutMs: runTimeoutMs(ramBytes) });
+  return { ...r, freshMemSPerGiB };
+}
+
 // ---- summary --------------------------------------------------------------------------------
 
 /** The run with the median of `key` (the lower middle for an even count). */
@@ -408,6 +426,8 @@ function medianRun<T>(runs: T[], key: (r: T) => number): T {
 
 const f2 = (n: number | null | undefined) => (n == null || !Number.isFinite(n) ? '-' : n.toFixed(2));
 const mib = (n: number | null | undefined) => (n == null ? '-' : `${Math.round(n / MiB)} MiB`);
+const ratio = (a: number, b: number | null | undefined) => (b == null || !(b > 0) ? null : a / b);
+const fx = (n: number | null) => (n == null ? '-' : `${n.toFixed(2)}x`);
 
 function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
@@ -420,7 +440,12 @@ interface Row {
   channels: number;
   engine: { runs: EngineRun[]; median: EngineRun };
   ceiling: { runs: CeilingRun[]; median: CeilingRun };
+  /** null: not run (see the notes) or every run failed (`failures` says why). */
   iperf3: { runs: IperfRun[]; median: IperfRun } | null;
+  qemu: { runs: QemuBenchRun[]; median: QemuBenchRun } | null;
+  failures: string[];
+  /** Median engine GiB/s over the others' median GiB/s. */
+  ratios: { engineOverQemu: number | null; engineOverCeiling: number | null; engineOverIperf3: number | null };
 }
 
 const secs = (p: ProcessFigures | null) => (p ? `${(p.cpuUserMs / 1000).toFixed(1)}+${(p.cpuSystemMs / 1000).toFixed(1)} s` : '?');
@@ -428,9 +453,11 @@ const secs = (p: ProcessFigures | null) => (p ? `${(p.cpuUserMs / 1000).toFixed(
 function rowNote(r: Row): string {
   const e = r.engine.median;
   const c = r.ceiling.median;
+  const q = r.qemu?.median;
   return (
     `  ${String(r.channels).padStart(3)} ch: engine src ${secs(e.source)}, dst ${secs(e.destination)}, fresh memory ${f2(e.freshMemSPerGiB)} s/GiB; ` +
-    `ceiling send ${secs(c.sender)}, recv ${secs(c.receiver)}, fresh memory ${f2(c.freshMemSPerGiB)} s/GiB`
+    `ceiling send ${secs(c.sender)}, recv ${secs(c.receiver)}, fresh memory ${f2(c.freshMemSPerGiB)} s/GiB` +
+    (q ? `; QEMU src ${secs(q.source)}, dst ${secs(q.destination)}, fresh memory ${f2(q.freshMemSPerGiB)} s/GiB` : '')
   );
 }
 
@@ -456,6 +483,7 @@ async function main(): Promise<number> {
   const killEverything = () => {
     kids.killAllNow();
     for (const p of iperfProcs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    cleanupAllNow(); // QEMUs, their RAM files in /dev/shm, QMP sockets
   };
   // Every way out ends every child: normal return and errors (finally below), signals, exit.
   process.on('exit', killEverything);
@@ -464,20 +492,51 @@ async function main(): Promise<number> {
     process.on(sig, () => {
       if (interrupted) return;
       interrupted = true;
-      log(`${sig}: stopping ${kids.running.length + iperfProcs.size} child process(es)`);
+      log(`${sig}: stopping ${kids.running.length + iperfProcs.size} child process(es) and any QEMU`);
       for (const p of iperfProcs) p.kill('SIGKILL');
+      cleanupAllNow();
       void kids.stopAll(2000).finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
     });
   }
 
-  const iperf = onPath('iperf3');
-  const iperfNote = iperf ? `iperf3 at ${iperf}` : 'iperf3 rows absent: iperf3 is not on PATH (the benchmark installs nothing)';
   const cpus = os.cpus();
   log(
     `${formatBytes(opts.ramBytes)} guest, channels ${opts.channels.join(',')}, ${opts.repeats} repeat(s); ` +
       `${cpus.length} CPU(s) (${cpus[0]?.model ?? '?'}), ${formatBytes(os.totalmem())} RAM, node ${process.version}`,
   );
+
+  // The tools to compare with: found, installed, or why not.
+  let iperf: string | null = null;
+  let iperfNote = 'iperf3 rows absent: --no-iperf';
+  if (opts.iperf) {
+    const t = await ensureDebianPackage('iperf3', 'iperf3', log);
+    iperf = t.path;
+    iperfNote = t.path === null ? `iperf3 rows absent: ${t.reason}` : `iperf3 at ${t.path}${t.installed ? ' (installed now)' : ''}`;
+  }
   log(iperfNote);
+  let qemu: string | null = null;
+  let qemuNote = 'QEMU rows absent: --no-qemu';
+  if (opts.qemu && opts.ramBytes % MiB !== 0) {
+    qemuNote = `QEMU rows absent: QEMU needs a whole number of MiB, --ram is ${opts.ramBytes} bytes`;
+  } else if (opts.qemu) {
+    const t = await ensureDebianPackage(QEMU_X86_64, 'qemu-system-x86', log);
+    qemu = t.path;
+    qemuNote = t.path === null ? `QEMU rows absent: ${t.reason}` : `QEMU at ${t.path}${t.installed ? ' (installed now)' : ''}`;
+  }
+  let sourceRam: string | null = null;
+  if (qemu) {
+    // One random RAM file for every QEMU run: filling 2 GiB takes seconds, reading it does not change it.
+    const t0 = Date.now();
+    try {
+      sourceRam = await makeSourceRam(opts.ramBytes);
+      log(`QEMU source RAM: ${formatBytes(opts.ramBytes)} of random bytes in ${sourceRam} (${Date.now() - t0} ms)`);
+    } catch (err) {
+      qemuNote = `QEMU rows absent: cannot create the source RAM file in /dev/shm: ${(err as Error).message}`;
+      qemu = null;
+    }
+  }
+  log(qemuNote);
+
   const startedAt = new Date();
   const rows: Row[] = [];
   try {
@@ -485,6 +544,8 @@ async function main(): Promise<number> {
       const engineRuns: EngineRun[] = [];
       const ceilingRuns: CeilingRun[] = [];
       const iperfRuns: IperfRun[] = [];
+      const qemuRuns: QemuBenchRun[] = [];
+      const failures: string[] = [];
       for (let r = 1; r <= opts.repeats; r++) {
         const tag = `${ch} ch, run ${r}/${opts.repeats}`;
         const e = await runEngine(kids, ch, opts.ramBytes);
@@ -506,15 +567,43 @@ async function main(): Promise<number> {
             iperfRuns.push(i);
             log(`iperf3  ${tag}: ${f2(i.gibPerS)} GiB/s`);
           } catch (err) {
+            failures.push(`iperf3 run ${r}: ${(err as Error).message}`);
             log(`iperf3  ${tag}: failed: ${(err as Error).message}`);
           }
         }
+        if (qemu && sourceRam) {
+          try {
+            const q = await runQemuMeasured(kids, ch, opts.ramBytes, qemu, sourceRam);
+            qemuRuns.push(q);
+            log(
+              `qemu    ${tag}: ${f2(q.gibPerS)} GiB/s, wall ${f2(q.wallMs / 1000)} s (QEMU total-time ${q.totalTimeMs} ms, setup ${q.setupTimeMs} ms, downtime ${q.downtimeMs} ms), ` +
+                `transferred ${formatBytes(q.transferredBytes ?? 0)}, multifd ${formatBytes(q.multifdBytes ?? 0)}, dst done +${q.destDoneMs - q.wallMs} ms, RAM equal ${q.ramEqual}` +
+                `${q.firstDifference === null ? '' : ` (first difference at byte ${q.firstDifference})`}, ` +
+                `CPU src ${q.source?.cpuUserMs ?? '?'}+${q.source?.cpuSystemMs ?? '?'} ms dst ${q.destination?.cpuUserMs ?? '?'}+${q.destination?.cpuSystemMs ?? '?'} ms; fresh memory ${f2(q.freshMemSPerGiB)} s/GiB`,
+            );
+          } catch (err) {
+            if (interrupted) throw err;
+            failures.push(`QEMU run ${r}: ${(err as Error).message}`);
+            log(`qemu    ${tag}: failed: ${(err as Error).message}`);
+          }
+        }
       }
+      const engine = { runs: engineRuns, median: medianRun(engineRuns, (x) => x.wallMs) };
+      const ceiling = { runs: ceilingRuns, median: medianRun(ceilingRuns, (x) => x.wallMs) };
+      const iperf3 = iperfRuns.length ? { runs: iperfRuns, median: medianRun(iperfRuns, (x) => -x.gibPerS) } : null;
+      const qemuRow = qemuRuns.length ? { runs: qemuRuns, median: medianRun(qemuRuns, (x) => x.wallMs) } : null;
       rows.push({
         channels: ch,
-        engine: { runs: engineRuns, median: medianRun(engineRuns, (x) => x.wallMs) },
-        ceiling: { runs: ceilingRuns, median: medianRun(ceilingRuns, (x) => x.wallMs) },
-        iperf3: iperfRuns.length ? { runs: iperfRuns, median: medianRun(iperfRuns, (x) => -x.gibPerS) } : null,
+        engine,
+        ceiling,
+        iperf3,
+        qemu: qemuRow,
+        failures,
+        ratios: {
+          engineOverQemu: ratio(engine.median.gibPerS, qemuRow?.median.gibPerS),
+          engineOverCeiling: ratio(engine.median.gibPerS, ceiling.median.gibPerS),
+          engineOverIperf3: ratio(engine.median.gibPerS, iperf3?.median.gibPerS),
+        },
       });
     }
   } catch (err) {
@@ -523,10 +612,13 @@ async function main(): Promise<number> {
     return 1;
   } finally {
     await kids.stopAll();
+    if (sourceRam) removePath(sourceRam);
   }
 
-  const header = ['channels', 'engine GiB/s', 'wall s', 'wire overhead %', 'src RSS', 'dst RSS', 'ceiling GiB/s', 'engine/ceiling'];
+  const header = ['channels', 'engine GiB/s', 'wall s', 'wire overhead %', 'src RSS', 'dst RSS', 'ceiling GiB/s'];
   if (iperf) header.push('iperf3 GiB/s');
+  if (qemu) header.push('QEMU GiB/s', 'QEMU wall s', 'QEMU total-time s', 'QEMU RAM equal', 'engine/QEMU');
+  header.push('engine/ceiling');
   const body = rows.map((r) => {
     const e = r.engine.median;
     const c = r.ceiling.median;
@@ -538,24 +630,46 @@ async function main(): Promise<number> {
       mib(e.source?.maxRssBytes),
       mib(e.destination?.maxRssBytes),
       f2(c.gibPerS),
-      `${((e.gibPerS / c.gibPerS) * 100).toFixed(0)}%`,
     ];
     if (iperf) cells.push(r.iperf3 ? f2(r.iperf3.median.gibPerS) : 'failed');
+    if (qemu) {
+      const q = r.qemu;
+      if (!q) cells.push('failed', '-', '-', '-', '-');
+      else {
+        const equal = q.runs.filter((x) => x.ramEqual).length;
+        cells.push(
+          f2(q.median.gibPerS),
+          f2(q.median.wallMs / 1000),
+          q.median.totalTimeMs == null ? '-' : f2(q.median.totalTimeMs / 1000),
+          equal === q.runs.length ? (q.runs.length > 1 ? `true (${equal}/${q.runs.length})` : 'true') : `FALSE (${equal}/${q.runs.length})`,
+          fx(r.ratios.engineOverQemu),
+        );
+      }
+    }
+    cells.push(fx(r.ratios.engineOverCeiling));
     return cells;
   });
   const what = opts.repeats > 1 ? `median of ${opts.repeats} runs (the run with the median wall time)` : '1 run';
+  const failures = rows.flatMap((r) => r.failures.map((f) => `  ${r.channels} ch: ${f.split('\n')[0]}`));
   process.stdout.write(
     `\nmultifd loopback benchmark: ${formatBytes(opts.ramBytes)} idle guest, random fill, two processes per run; ${what}\n\n` +
       `${table(header, body)}\n\n` +
       `engine: wall = source's first event -> its 'completed' event (guest fill not counted); GiB/s = RAM / wall.\n` +
       `ceiling: bare Node sender/receiver, N loopback connections, receiver reads with onread into one fresh buffer.\n` +
-      `RSS: peak (maxRSS) of each whole process.${iperf ? '' : ` ${iperfNote}.`}\n` +
+      (iperf ? `iperf3: iperf3 -c 127.0.0.1 -P N -n RAM, received rate (iperf3 3.12 serves all streams from one thread).\n` : `${iperfNote}.\n`) +
+      (qemu
+        ? `QEMU: ${rows.find((r) => r.qemu)?.qemu?.median.qemuVersion ?? '?'}, two paused guests (-machine none, RAM = random file in /dev/shm, share=on), multifd N channels both sides, ` +
+          `max-bandwidth 1 TiB/s; wall = QMP 'migrate' sent -> source's MIGRATION 'completed' event; total-time is QEMU's own figure; RAM equal = destination's RAM file byte-identical to the source's.\n` +
+          `engine/X = engine GiB/s / X GiB/s (above 1: the engine is faster).\n`
+        : `${qemuNote}.\nengine/X = engine GiB/s / X GiB/s (above 1: the engine is faster).\n`) +
+      `RSS: peak (maxRSS) of each whole process.\n` +
       `First touch of fresh memory (page fault + kernel zeroing) costs ~0.5-4.6 s per GiB on this VM, varying from minute to minute;\n` +
-      `the destination and the ceiling's receiver both pay it inside the timed span, the senders before it.\n` +
+      `the destination, the ceiling's receiver and QEMU's destination (its fresh /dev/shm file) pay it inside the timed span, the senders before it.\n` +
       `Disturbance: CPU taken by anything but the two processes of a run (their exit included): ${otherRange(rows)} (from /proc/stat; this host has ${cpus.length} CPUs).\n\n` +
       `Per row (the runs shown): CPU user+system of each process, and fresh-memory cost measured just before each run:\n` +
       rows.map(rowNote).join('\n') +
-      '\n',
+      '\n' +
+      (failures.length ? `\nFailed runs:\n${failures.join('\n')}\n` : ''),
   );
   if (opts.json) {
     const doc = {
@@ -565,11 +679,18 @@ async function main(): Promise<number> {
       host: { cpus: cpus.length, cpuModel: cpus[0]?.model ?? null, totalMemBytes: os.totalmem(), node: process.version, platform: `${os.platform()} ${os.release()}` },
       iperf3: iperf ?? null,
       iperf3Note: iperfNote,
+      qemu: qemu ?? null,
+      qemuNote,
       commands: {
         dest: 'node bin/multifd.mjs dest --listen 127.0.0.1:0 --once --events ndjson',
         migrate: `node bin/multifd.mjs migrate --to ADDR --channels N --ram-size ${opts.ramBytes} --fill random --workload idle --events ndjson`,
         ceilingSend: `node --import tsx bench/ceiling-send.ts --listen 127.0.0.1:0 --bytes ${opts.ramBytes} --channels N`,
         ceilingRecv: `node --import tsx bench/ceiling-recv.ts --connect ADDR --bytes ${opts.ramBytes} --channels N`,
+        iperf3: `iperf3 -s -1 --forceflush -B 127.0.0.1 -p PORT; iperf3 -c 127.0.0.1 -p PORT -P N -n ${opts.ramBytes} -J`,
+        qemu:
+          `qemu-system-x86_64 -nodefaults -display none -S -accel tcg -machine none,memory-backend=mem -m ${Math.floor(opts.ramBytes / MiB)}M ` +
+          `-object memory-backend-file,id=mem,size=${opts.ramBytes},mem-path=/dev/shm/...-{src,dst}.ram,share=on -qmp unix:SOCKET,server=on,wait=off -name {src,dst} -uuid UUID [-incoming defer]; ` +
+          `QMP both: migrate-set-capabilities multifd+events, migrate-set-parameters multifd-channels N; src: max-bandwidth 2^40; dst: migrate-incoming tcp:127.0.0.1:0; src: migrate tcp:127.0.0.1:PORT`,
       },
       rows,
     };

@@ -1,0 +1,368 @@
+/**
+ * Real QEMU's multifd migration, for comparison with the engine: two `qemu-system-x86_64`
+ * processes on loopback, each a paused guest (`-S`, `-machine none`) whose only memory is
+ * a shared RAM file in /dev/shm, driven over QMP.
+ *
+ *   node --import tsx bench/qemu.ts --channels 4 --ram 256MiB [--binary PATH] [--json]
+ *
+ * Both sides: capabilities multifd + events, multifd-channels N; the source also
+ * max-bandwidth 1 TiB/s (QEMU's default of 128 MiB/s would be what we measured). Then
+ * `migrate-incoming tcp:127.0.0.1:0` on the destination, `migrate` on the source, and the
+ * wall time from sending `migrate` to the source's MIGRATION event `completed` (query-migrate
+ * polled too, in case). QEMU's own figures (total-time, ram.transferred, multifd-bytes...)
+ * are kept, and once the destination is done too, its RAM file is compared byte for byte
+ * with the source's.
+ *
+ * The source RAM is fresh random bytes: no zero page (QEMU sends those as a flag, not over
+ * multifd), no two pages alike. Every QEMU, RAM file and QMP socket is removed on every way
+ * out; the CLI also on SIGINT/SIGTERM (a caller embedding runQemu calls cleanupAllNow).
+ */
+import { randomUUID } from 'node:crypto';
+import { open } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import {
+  QEMU_X86_64, QemuProcess, cleanupAllNow, createRamFile, describeQemuExit, findExecutable,
+  makeTempDir, pausedGuestArgs, removePath, waitForSocket, type ProcessStats,
+} from '../lib/qemu/process';
+import { QmpClient, type QmpObject } from '../lib/qemu/qmp';
+
+const GiB = 1024 ** 3;
+const MiB = 1024 ** 2;
+const TiB = 1024 ** 4;
+
+export interface QemuRunOptions {
+  /** qemu-system-x86_64 to run; default: the one on PATH. */
+  binary?: string;
+  /**
+   * A RAM file of exactly ramBytes random bytes to migrate (reused across runs: filling
+   * 2 GiB takes seconds). Default: one created for this run and removed after it.
+   */
+  sourceRamFile?: string;
+  /** Where RAM files go (tmpfs). Default /dev/shm. */
+  shmDir?: string;
+  /** The migration itself (migrate → both sides completed). Default 60 s + 60 s per GiB. */
+  timeoutMs?: number;
+  /** Source max-bandwidth, bytes/s. Default 1 TiB/s: no limit in practice. */
+  maxBandwidth?: number;
+  log?: (s: string) => void;
+}
+
+export interface QemuRun {
+  channels: number;
+  ramBytes: number;
+  qemuVersion: string;
+  /** Sending `migrate` → the source's `completed` seen over QMP (event or poll). */
+  wallMs: number;
+  gibPerS: number;
+  /** Sending `migrate` → the destination's `completed` seen over QMP. */
+  destDoneMs: number;
+  /** QEMU's own figures, from the source's query-migrate at completion. */
+  totalTimeMs: number | null;
+  setupTimeMs: number | null;
+  downtimeMs: number | null;
+  /** RAM / total-time. */
+  qemuGibPerS: number | null;
+  transferredBytes: number | null;
+  multifdBytes: number | null;
+  normalBytes: number | null;
+  normalPages: number | null;
+  duplicatePages: number | null;
+  dirtySyncCount: number | null;
+  mbps: number | null;
+  /** As read back from the source before `migrate`: proof of what was measured. */
+  settings: { multifd: boolean; multifdChannels: number; maxBandwidth: number; destMultifd: boolean; destChannels: number };
+  /** Destination RAM file byte-identical to the source's after the migration. */
+  ramEqual: boolean;
+  /** Offset of the first differing byte, or null. */
+  firstDifference: number | null;
+  compareMs: number;
+  /** CPU and peak RSS of each QEMU, read just before it was stopped. */
+  source: ProcessStats | null;
+  destination: ProcessStats | null;
+  loadAvg1: number;
+}
+
+type QueryMigrate = {
+  status?: string;
+  'error-desc'?: string;
+  'total-time'?: number;
+  'setup-time'?: number;
+  downtime?: number;
+  'socket-address'?: Array<{ type?: string; host?: string; port?: string }>;
+  ram?: Record<string, number>;
+};
+
+const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
+const POLL_MS = 250;
+const START_TIMEOUT_MS = 15_000;
+const STATS_WAIT_MS = 5000;
+
+const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+
+/**
+ * Resolves when the migration on `qmp` is 'completed', with when that was seen (whichever
+ * comes first of the MIGRATION event and a query-migrate poll) and query-migrate's figures.
+ * Rejects on 'failed' or 'cancelled' (with QEMU's error-desc), or after timeoutMs.
+ */
+async function waitTerminal(qmp: QmpClient, who: string, timeoutMs: number, waitForTotalTime: boolean): Promise<{ status: string; at: number; info: QueryMigrate }> {
+  // Ends the loser of the race below: the event wait (its timer) and the poll loop.
+  const race = new AbortController();
+  const event = qmp
+    .waitForEvent('MIGRATION', { match: (e) => TERMINAL.has(String(e.data.status)), timeoutMs, signal: race.signal })
+    .then((e) => ({ status: String(e.data.status), at: e.receivedAt }));
+  const poll = (async () => {
+    const deadline = Date.now() + timeoutMs;
+    while (!race.signal.aborted && Date.now() < deadline) {
+      const info = await qmp.execute<QueryMigrate>('query-migrate');
+      if (info.status && TERMINAL.has(info.status)) return { status: info.status, at: Date.now() };
+      await new Promise((r) => setTimeout(r, POLL_MS));
+    }
+    // Out of time (or lost the race): the event's wait rejects with the clear message.
+    return new Promise<never>(() => undefined);
+  })();
+  try {
+    const first = await Promise.race([event, poll]);
+    let info = await qmp.execute<QueryMigrate>('query-migrate');
+    if (first.status !== 'completed') throw new Error(`QEMU ${who}: migration ${first.status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}`);
+    // The source announces 'completed' a moment before it works out its final figures
+    // (query-migrate then shows total-time 0): ask again until they are there.
+    for (const until = Date.now() + STATS_WAIT_MS; waitForTotalTime && !(num(info['total-time']) ?? 0) && Date.now() < until; ) {
+      await new Promise((r) => setTimeout(r, 10));
+      info = await qmp.execute<QueryMigrate>('query-migrate');
+    }
+    return { ...first, info };
+  } finally {
+    race.abort();
+    // The loser settles later (or never); its rejection is expected and handled here.
+    event.catch(() => undefined);
+    poll.catch(() => undefined);
+  }
+}
+
+/** First differing byte of two files of `bytes` bytes, or null when identical. */
+async function compareFiles(a: string, b: string, bytes: number): Promise<number | null> {
+  const CHUNK = 16 * MiB;
+  const [fa, fb] = await Promise.all([open(a, 'r'), open(b, 'r')]);
+  try {
+    const [sa, sb] = await Promise.all([fa.stat(), fb.stat()]);
+    if (sa.size !== bytes || sb.size !== bytes) return Math.min(sa.size, sb.size, bytes);
+    const ba = Buffer.allocUnsafe(CHUNK);
+    const bb = Buffer.allocUnsafe(CHUNK);
+    for (let off = 0; off < bytes; off += CHUNK) {
+      const n = Math.min(CHUNK, bytes - off);
+      const [ra, rb] = await Promise.all([fa.read(ba, 0, n, off), fb.read(bb, 0, n, off)]);
+      if (ra.bytesRead !== n || rb.bytesRead !== n) return off + Math.min(ra.bytesRead, rb.bytesRead);
+      if (!ba.subarray(0, n).equals(bb.subarray(0, n))) {
+        for (let i = 0; i < n; i++) if (ba[i] !== bb[i]) return off + i;
+      }
+    }
+    return null;
+  } finally {
+    await Promise.all([fa.close(), fb.close()]);
+  }
+}
+
+/** A fresh RAM file of `bytes` random bytes in shmDir; remove it with removePath (or cleanupAllNow). */
+export async function makeSourceRam(bytes: number, shmDir = '/dev/shm'): Promise<string> {
+  const file = path.join(shmDir, `multifd-bench-${process.pid}-${randomUUID().slice(0, 8)}-src.ram`);
+  await createRamFile(file, bytes, 'random');
+  return file;
+}
+
+export async function runQemu(channels: number, ramBytes: number, opts: QemuRunOptions = {}): Promise<QemuRun> {
+  const log = opts.log ?? (() => undefined);
+  const binary = opts.binary ?? findExecutable(QEMU_X86_64);
+  if (!binary) throw new Error(`${QEMU_X86_64} is not on PATH (Debian package qemu-system-x86)`);
+  if (!Number.isInteger(channels) || channels < 1 || channels > 255) throw new RangeError(`channels must be 1..255, got ${channels}`);
+  if (ramBytes % MiB !== 0 || ramBytes <= 0) throw new RangeError(`QEMU RAM must be a positive whole number of MiB, got ${ramBytes}`);
+  const shmDir = opts.shmDir ?? '/dev/shm';
+  const timeoutMs = opts.timeoutMs ?? 60_000 + Math.ceil((60_000 * ramBytes) / GiB);
+  const maxBandwidth = opts.maxBandwidth ?? TiB;
+
+  const uuid = randomUUID();
+  const tag = `multifd-bench-${process.pid}-${uuid.slice(0, 8)}`;
+  const dir = makeTempDir(`${tag}-`);
+  const ownSource = !opts.sourceRamFile;
+  const srcRam = opts.sourceRamFile ?? path.join(shmDir, `${tag}-src.ram`);
+  const dstRam = path.join(shmDir, `${tag}-dst.ram`);
+  const procs: QemuProcess[] = [];
+  const clients: QmpClient[] = [];
+  try {
+    if (ownSource) await createRamFile(srcRam, ramBytes, 'random');
+    await createRamFile(dstRam, ramBytes, 'zero');
+
+    const start = async (name: 'src' | 'dst') => {
+      const socket = path.join(dir, `${name}.qmp`);
+      const args = pausedGuestArgs({ ramPath: name === 'src' ? srcRam : dstRam, ramBytes, qmpSocket: socket, uuid, name, incoming: name === 'dst' ? 'defer' : undefined });
+      const proc = QemuProcess.spawn(`qemu ${name}`, binary, args);
+      procs.push(proc);
+      await waitForSocket(socket, START_TIMEOUT_MS, proc);
+      const qmp = await QmpClient.connect(socket, { connectTimeoutMs: START_TIMEOUT_MS, commandTimeoutMs: 30_000, eventTimeoutMs: timeoutMs });
+      clients.push(qmp);
+      return { proc, qmp };
+    };
+    // allSettled: when one side fails, the other has finished starting (and is tracked in
+    // procs/clients) before the cleanup below runs.
+    const started = await Promise.allSettled([start('dst'), start('src')]);
+    const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    const [dst, src] = started.map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<typeof start>>>).value);
+    const v = src.qmp.greeting?.version;
+    const qemuVersion = v ? `${v.qemu.major}.${v.qemu.minor}.${v.qemu.micro}${v.package ? ` (${v.package.trim()})` : ''}` : '?';
+
+    // The destination must know the capabilities and channel count before migrate-incoming.
+    const caps: QmpObject = { capabilities: [{ capability: 'multifd', state: true }, { capability: 'events', state: true }] };
+    for (const side of [dst, src]) {
+      await side.qmp.execute('migrate-set-capabilities', caps);
+      await side.qmp.execute('migrate-set-parameters', { 'multifd-channels': channels });
+    }
+    await src.qmp.execute('migrate-set-parameters', { 'max-bandwidth': maxBandwidth });
+
+    // Read back what QEMU will use: a silently ignored setting would make the numbers lie.
+    const readBack = async (qmp: QmpClient) => {
+      const c = await qmp.execute<Array<{ capability: string; state: boolean }>>('query-migrate-capabilities');
+      const p = await qmp.execute<Record<string, unknown>>('query-migrate-parameters');
+      return { multifd: c.some((x) => x.capability === 'multifd' && x.state), channels: num(p['multifd-channels']) ?? -1, maxBandwidth: num(p['max-bandwidth']) ?? -1 };
+    };
+    const [rs, rd] = [await readBack(src.qmp), await readBack(dst.qmp)];
+    const settings = { multifd: rs.multifd, multifdChannels: rs.channels, maxBandwidth: rs.maxBandwidth, destMultifd: rd.multifd, destChannels: rd.channels };
+    if (!rs.multifd || !rd.multifd || rs.channels !== channels || rd.channels !== channels || rs.maxBandwidth !== maxBandwidth) {
+      throw new Error(`QEMU did not take the settings: ${JSON.stringify(settings)}`);
+    }
+
+    // Port 0: the kernel picks a free one, which the destination reports in query-migrate.
+    await dst.qmp.execute('migrate-incoming', { uri: 'tcp:127.0.0.1:0' });
+    const incoming = await dst.qmp.execute<QueryMigrate>('query-migrate');
+    const port = incoming['socket-address']?.find((a) => a.type === 'inet')?.port;
+    if (!port) throw new Error(`QEMU dst: no listening port in query-migrate: ${JSON.stringify(incoming)}`);
+    const uri = `tcp:127.0.0.1:${port}`;
+
+    const loadAvg1 = os.loadavg()[0];
+    log(`qemu ${channels} ch: migrating ${ramBytes / MiB} MiB to ${uri}`);
+    const t0 = Date.now();
+    await src.qmp.execute('migrate', { uri });
+    const done = await waitTerminal(src.qmp, 'src', timeoutMs, true);
+    const destDone = await waitTerminal(dst.qmp, 'dst', Math.max(5000, timeoutMs - (Date.now() - t0)), false);
+    const wallMs = done.at - t0;
+    const info = done.info;
+    const ram = info.ram ?? {};
+
+    const source = src.proc.stats();
+    const destination = dst.proc.stats();
+    await Promise.all(clients.map((c) => c.close()));
+    for (const p of [src.proc, dst.proc]) {
+      const exit = await p.stop();
+      if (exit.code !== 0 && exit.signal !== 'SIGTERM') log(`${p.name} ended with ${describeQemuExit(exit)}`);
+    }
+
+    // share=on: the destination's file holds what QEMU wrote into guest RAM.
+    const c0 = Date.now();
+    const firstDifference = await compareFiles(srcRam, dstRam, ramBytes);
+    const compareMs = Date.now() - c0;
+
+    const totalTimeMs = num(info['total-time']);
+    return {
+      channels,
+      ramBytes,
+      qemuVersion,
+      wallMs,
+      gibPerS: ramBytes / GiB / (Math.max(1, wallMs) / 1000),
+      destDoneMs: destDone.at - t0,
+      totalTimeMs,
+      setupTimeMs: num(info['setup-time']),
+      downtimeMs: num(info.downtime),
+      qemuGibPerS: totalTimeMs ? ramBytes / GiB / (Math.max(1, totalTimeMs) / 1000) : null,
+      transferredBytes: num(ram.transferred),
+      multifdBytes: num(ram['multifd-bytes']),
+      normalBytes: num(ram['normal-bytes']),
+      normalPages: num(ram.normal),
+      duplicatePages: num(ram.duplicate),
+      dirtySyncCount: num(ram['dirty-sync-count']),
+      mbps: num(ram.mbps),
+      settings,
+      ramEqual: firstDifference === null,
+      firstDifference,
+      compareMs,
+      source,
+      destination,
+      loadAvg1,
+    };
+  } catch (err) {
+    // Say which QEMU said what: the QMP error alone rarely tells why.
+    const dead = procs.filter((p) => !p.alive);
+    if (dead.length) throw new Error(`${(err as Error).message}\n${dead.map((p) => `${p.describe()} exited with ${describeQemuExit(p.exit!)}`).join('\n')}`, { cause: err });
+    throw err;
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+    for (const p of procs) await p.stop(1000).catch((e: unknown) => log(`qemu cleanup: ${(e as Error).message}`));
+    removePath(dstRam);
+    if (ownSource) removePath(srcRam);
+    removePath(dir);
+  }
+}
+
+// ---- alone ---------------------------------------------------------------------------------------
+
+const USAGE = `usage: node --import tsx bench/qemu.ts [--channels N] [--ram SIZE] [--binary PATH] [--json]
+
+  --channels N   multifd channels, 1..255 (default 4)
+  --ram SIZE     guest RAM, whole MiB: 256MiB, 2GiB (default 256MiB)
+  --binary PATH  qemu-system-x86_64 (default: from PATH)
+  --json         print the whole result as JSON
+`;
+
+function parseRam(s: string): number {
+  const m = /^(\d+)\s*(M|MiB|G|GiB)?$/i.exec(s.trim());
+  if (!m) throw new Error(`--ram: expected e.g. 256MiB or 2GiB, got "${s}"`);
+  return Number(m[1]) * (m[2] && m[2][0].toLowerCase() === 'g' ? GiB : MiB);
+}
+
+async function cli(): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: { channels: { type: 'string' }, ram: { type: 'string' }, binary: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  process.on('exit', cleanupAllNow);
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      process.stderr.write(`[qemu] ${sig}: stopping QEMU and removing its files\n`);
+      cleanupAllNow();
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    });
+  }
+  try {
+    const channels = Number(values.channels ?? 4);
+    const ramBytes = parseRam(values.ram ?? '256MiB');
+    const r = await runQemu(channels, ramBytes, { binary: values.binary, log: (s) => process.stderr.write(`[qemu] ${s}\n`) });
+    if (values.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+    else {
+      process.stdout.write(
+        `QEMU ${r.qemuVersion}, ${r.channels} channel(s), ${r.ramBytes / MiB} MiB: ${r.gibPerS.toFixed(2)} GiB/s ` +
+          `(wall ${r.wallMs} ms; QEMU total-time ${r.totalTimeMs} ms = ${r.qemuGibPerS?.toFixed(2)} GiB/s, setup ${r.setupTimeMs} ms, downtime ${r.downtimeMs} ms), ` +
+          `transferred ${r.transferredBytes} B, multifd ${r.multifdBytes} B, dest done at ${r.destDoneMs} ms, ramEqual ${r.ramEqual}\n`,
+      );
+    }
+    return r.ramEqual ? 0 : 1;
+  } catch (err) {
+    process.stderr.write(`bench/qemu: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  process.exitCode = await cli();
+}
