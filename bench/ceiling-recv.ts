@@ -1,6 +1,7 @@
 /**
- * Ceiling, receiving half: allocates one fresh buffer of --bytes (as the destination
- * allocates the incoming guest's RAM, so both pay the same first-touch page faults), opens
+ * Ceiling, receiving half: allocates one fresh block of guest RAM of --bytes exactly as the
+ * destination does (a RamBlock, populated by the same worker as the transfer goes, so both
+ * pay the same first-touch page faults the same way), opens
  * --channels connections to the sender and has the kernel read each connection's slice
  * straight into its part of that buffer with net.Socket's `onread` (no copy, no 'data'
  * events). Node offers `onread` to sockets it connects, so here the receiver connects; the
@@ -14,6 +15,7 @@
  */
 import net from 'node:net';
 import { parseArgs } from 'node:util';
+import { Populator, RamBlock } from '../lib/guest';
 import { emit, emitProcess, hostPort, positiveInt, sliceOf } from './ceiling-common';
 
 const { values } = parseArgs({
@@ -31,7 +33,9 @@ const timeoutMs = positiveInt('timeout-ms', values['timeout-ms'], 600_000);
 const { host, port } = hostPort(values.connect);
 
 const startAt = Date.now();
-const buf = new Uint8Array(total);
+const block = new RamBlock({ name: 'ceiling', size: Math.ceil(total / 4096) * 4096 }, 0);
+const populator = new Populator([block]);
+const buf = block.bytes;
 /** Where bytes past a slice would go (none should come): kept apart to detect them. */
 const scratch = new Uint8Array(64 * 1024);
 let firstByteAt: number | null = null;
@@ -46,6 +50,7 @@ function finish(code: number, why?: string): void {
   clearTimeout(timer);
   if (why) process.stderr.write(`ceiling-recv: ${why}\n`);
   for (const s of sockets) s.destroy();
+  populator.stop();
   emitProcess();
   process.exitCode = code;
 }

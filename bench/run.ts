@@ -14,7 +14,8 @@
  *
  * Next to it, the "ceiling": bench/ceiling-send.ts and bench/ceiling-recv.ts, a bare Node
  * sender and receiver in two processes moving the same bytes over N loopback connections
- * (receiver: net.Socket `onread` into one freshly allocated buffer; sender: one pre-filled
+ * (receiver: net.Socket `onread` into a fresh RamBlock that the destination's populating
+ * worker faults in as it fills, as the engine does; sender: one pre-filled
  * random buffer). And `iperf3 -P N` (3.12 in Debian 12: one thread for all streams).
  *
  * And real QEMU (bench/qemu.ts): two `qemu-system-x86_64` processes, paused guests whose RAM
@@ -655,7 +656,7 @@ async function main(): Promise<number> {
     `\nmultifd loopback benchmark: ${formatBytes(opts.ramBytes)} idle guest, random fill, two processes per run; ${what}\n\n` +
       `${table(header, body)}\n\n` +
       `engine: wall = source's first event -> its 'completed' event (guest fill not counted); GiB/s = RAM / wall.\n` +
-      `ceiling: bare Node sender/receiver, N loopback connections, receiver reads with onread into one fresh buffer.\n` +
+      `ceiling: bare Node sender/receiver, N loopback connections, receiver reads with onread into one fresh block of guest RAM, populated by the same worker as the destination.\n` +
       (iperf ? `iperf3: iperf3 -c 127.0.0.1 -P N -n RAM, received rate (iperf3 3.12 serves all streams from one thread).\n` : `${iperfNote}.\n`) +
       (qemu
         ? `QEMU: ${rows.find((r) => r.qemu)?.qemu?.median.qemuVersion ?? '?'}, two paused guests (-machine none, RAM = random file in /dev/shm, share=on), multifd N channels both sides, ` +
