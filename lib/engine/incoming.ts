@@ -106,13 +106,23 @@ class DestChannel implements PacketSink {
   packet(h: PacketHeader): void {
     const block = this.block;
     if (block) {
-      const n = h.normalPages + h.zeroPages;
+      const normal = h.normalPages;
+      const n = normal + h.zeroPages;
       const offs = h.offsets;
       const pages = this.pages;
+      const written = this.m.written.get(block)!;
       pages.length = n;
       for (let i = 0; i < n; i++) pages[i] = offs[i] / PAGE_SIZE;
-      for (let i = h.normalPages; i < n; i++) block.bytes.fill(0, offs[i], offs[i] + PAGE_SIZE);
-      this.m.hashes.hashPages(block, pages);
+      for (let i = 0; i < normal; i++) written[pages[i]] = 1;
+      // A zero page is already zero unless this migration wrote it: guest RAM starts zeroed,
+      // so untouched pages stay unwritten (and, but for the populator, unallocated).
+      for (let i = normal; i < n; i++) {
+        if (written[pages[i]] === 0) continue;
+        block.bytes.fill(0, offs[i], offs[i] + PAGE_SIZE);
+        written[pages[i]] = 0;
+      }
+      this.m.hashes.hashPages(block, pages, 0, normal);
+      this.m.hashes.hashZeroPages(block, pages, normal, n);
     }
     if (h.flags & FLAG_SYNC) {
       // Stop here until every channel has reached this round's SYNC (DESIGN 3.4): a page
@@ -163,6 +173,8 @@ export class IncomingMigration {
   readonly channelCount: number;
   readonly events: MigrationEmitter;
   readonly guest: Guest;
+  /** Per block, 1 for each page this migration wrote with data (its RAM starts all zero). */
+  readonly written: Map<RamBlock, Uint8Array>;
   hashes!: PageHashes;
   state: MigrationState = 'setup';
   readonly rejections: Rejection[] = [];
@@ -204,6 +216,7 @@ export class IncomingMigration {
     this.events = new MigrationEmitter('destination', this.id, this.uuid);
     this.chans = new Array(hello.channels).fill(null);
     this.guest = Guest.incoming({ uuid: hello.uuid, blocks: hello.blocks });
+    this.written = new Map(this.guest.blocks.map((b) => [b, new Uint8Array(b.pages)]));
     const populator = new Populator(this.guest.blocks);
     this.life.defer(() => populator.stop());
     main.owner = this;

@@ -56,6 +56,25 @@ describe('migration end to end', () => {
     await run.dest!.guest!.stop();
   });
 
+  it('places zero pages: skipped where RAM is still fresh, written where this migration put data', async () => {
+    const guest = await makeGuest({ ramSize: 8 * MiB });
+    const [block] = guest.blocks;
+    block.bytes.fill(0, 0, 64 * 4096); // pages 0..63 go as zero pages in round 1
+    const run = await migrate(guest, td.port, { channels: 2 }, [], td, (e) => {
+      // After round 1 placed pages 64..127 with data, they turn zero: the last pass lists them as zero.
+      if (e.type === 'round' && e.round === 1) {
+        block.bytes.fill(0, 64 * 4096, 128 * 4096);
+        for (let p = 64; p < 128; p++) block.dirty.mark(p);
+      }
+    });
+    assert.equal(run.result.state, 'completed', run.result.error?.message);
+    const arrived = run.dest!.guest!.blocks[0];
+    assert.ok(arrived.bytes.subarray(0, 128 * 4096).every((b) => b === 0), 'zero pages are zero over there');
+    assert.ok(Buffer.from(arrived.bytes).equals(Buffer.from(block.bytes)), 'byte-identical RAM');
+    assert.equal(await fullDigest(run.dest!.guest!.blocks), await fullDigest(guest.blocks));
+    await run.dest!.guest!.stop();
+  });
+
   it('converges a 256 MiB guest dirtying 32 MiB/s, records why it switched over, digests match', async () => {
     const guest = await makeGuest({ ramSize: 256 * MiB, workload: parseWorkload('random:32') });
     const run = await migrate(guest, td.port, { channels: 4 }, [], td);

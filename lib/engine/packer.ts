@@ -89,7 +89,7 @@ export class RoundPacker {
   private build(block: RamBlock, packetNum: bigint): OutPacket {
     const { normal, zero, offsets } = this;
     this.hashes.hashPages(block, normal);
-    this.hashes.hashPages(block, zero);
+    this.hashes.hashZeroPages(block, zero);
     offsets.length = 0;
     const payload: Uint8Array[] = [];
     let runStart = -1;

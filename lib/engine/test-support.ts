@@ -67,6 +67,8 @@ export async function migrate(
   cfg: Omit<MigrationConfigInput, 'destination'> = {},
   faults: Fault[] = [],
   td?: TestDest,
+  /** Called synchronously with each source event, as it is emitted. */
+  onEvent?: (e: MigrationEvent) => void,
 ): Promise<Run> {
   const config = MigrationConfigSchema.parse({
     setupTimeoutMs: 2000,
@@ -76,7 +78,10 @@ export async function migrate(
   });
   const events: MigrationEvent[] = [];
   const m = new SourceMigration(guest, { config, faults, tickMs: 50 });
-  m.events.on((e) => events.push(e));
+  m.events.on((e) => {
+    events.push(e);
+    onEvent?.(e);
+  });
   const destSeen = td ? td.results.length : 0;
   const result = await m.start().done;
   let dest: IncomingResult | null = null;

@@ -3,7 +3,7 @@ import { randomFillSync } from 'node:crypto';
 import { describe, it } from 'node:test';
 import xxhash from 'xxhash-wasm';
 import { fullDigest, formatDigest, PageHashes } from './digest';
-import { allocateBlocks, type RamBlock } from './ram';
+import { RamBlock, allocateBlocks } from './ram';
 
 const MASK64 = (1n << 64n) - 1n;
 
@@ -96,6 +96,20 @@ describe('PageHashes', () => {
     assert.equal(part.digest(), two.digest());
     assert.throws(() => listed.hashPages(b, [0, 256]), { code: 'MIGRATION_INTERNAL' });
     assert.throws(() => listed.hashPages(b, [1.5]), { code: 'MIGRATION_INTERNAL' });
+  });
+
+  it('hashZeroPages stores what hashing those pages would, when they are zero, in both memory kinds', async () => {
+    for (const plain of [false, true]) {
+      const spec = { name: 'pc.ram', size: 256 * 4096 };
+      const b = plain ? new RamBlock(spec, 8192, new SharedArrayBuffer(spec.size)) : new RamBlock(spec, 8192);
+      randomFillSync(b.bytes, 0, 100 * 4096); // pages 100.. stay zero
+      const read = await PageHashes.create([b]);
+      read.hashAll();
+      const known = await PageHashes.create([b]);
+      known.hashRun(b, 0, 100);
+      known.hashZeroPages(b, Array.from({ length: 156 }, (_, i) => 255 - i));
+      assert.equal(known.digest(), read.digest(), plain ? 'plain SharedArrayBuffer' : 'wasm memory');
+    }
   });
 
   it('digest() carries across 32-bit halves exactly (compared with a BigInt sum)', async () => {

@@ -105,6 +105,27 @@ export class PageHashes {
     }
   }
 
+  /**
+   * Stores, for pages `pages[from] .. pages[to - 1]` of `block`, the hash of a page of
+   * zeros: for pages known to be zero, without reading (or faulting in) guest RAM.
+   */
+  hashZeroPages(block: RamBlock, pages: ArrayLike<number>, from = 0, to = pages.length): void {
+    const s = this.#store(block);
+    const h = s.hasher;
+    for (let i = from; i < to; i += BATCH_PAGES) {
+      const n = Math.min(BATCH_PAGES, to - i);
+      for (let k = 0; k < n; k++) {
+        const p = pages[i + k];
+        if (!(p >= 0 && p < block.pages && Number.isInteger(p))) {
+          throw new InternalError(`page hashes: page ${p} out of range for ramblock '${block.name}'`);
+        }
+        h.addZero(k, block.base + p * PAGE_SIZE);
+      }
+      h.hash(n);
+      for (let k = 0; k < n; k++) this.#store1(s, pages[i + k], k);
+    }
+  }
+
   hashAll(): void {
     for (const s of this.#stores) this.hashRun(s.block, 0, s.block.pages);
   }

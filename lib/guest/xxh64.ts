@@ -28,11 +28,15 @@ import { PAGE_SIZE } from '../protocol/constants';
 /** Pages per call. In copy mode, 256 KiB of input stays in L2 between the copy and the hash. */
 export const BATCH_PAGES = 64;
 const SLOT_BYTES = 16;
-/** Bytes a block's wasm memory keeps after its pages for the slots (one wasm page). */
+/**
+ * Bytes a block's wasm memory keeps after its pages (one wasm page): the slots, then at
+ * ZERO_AT a page of zeros that zero pages are hashed from (never read from guest RAM).
+ */
 export const HASH_RESERVE_BYTES = 65536;
-/** Copy mode's own memory: the pages, then the slots. */
+const ZERO_AT = PAGE_SIZE;
+/** Copy mode's own memory: the pages, then the same reserve. */
 const COPY_IO = BATCH_PAGES * PAGE_SIZE;
-const COPY_MEMORY_BYTES = COPY_IO + BATCH_PAGES * SLOT_BYTES;
+const COPY_MEMORY_BYTES = COPY_IO + ZERO_AT + PAGE_SIZE;
 const WASM_PAGE = 65536;
 /** The most a wasm32 memory can hold: 65536 pages of 64 KiB. */
 export const MAX_WASM_MEMORY_BYTES = 65536 * WASM_PAGE;
@@ -232,7 +236,7 @@ export class PageHasher {
     // The module stores hashes little-endian; the slots are read with the host's byte order.
     if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) throw new Error('PageHasher needs a little-endian host');
     const size = block.pages * PAGE_SIZE;
-    if (block.memory && block.memory.buffer.byteLength >= size + BATCH_PAGES * SLOT_BYTES) {
+    if (block.memory && block.memory.buffer.byteLength >= size + ZERO_AT + PAGE_SIZE) {
       inPlaceModule ??= new WebAssembly.Module(moduleBytes(null));
       const instance = new WebAssembly.Instance(inPlaceModule, { env: { memory: block.memory } });
       const io = new Uint32Array(block.memory.buffer, size, BATCH_PAGES * 4);
@@ -244,6 +248,14 @@ export class PageHasher {
     const memory = instance.exports.memory as WebAssembly.Memory;
     const io = new Uint32Array(memory.buffer, COPY_IO, BATCH_PAGES * 4);
     return new PageHasher(instance.exports.hash_pages as HashPages, block.bytes, new Uint8Array(memory.buffer), COPY_IO, io);
+  }
+
+  /** Slot k := a page of zeros with this seed (for pages known to be zero, without touching them). */
+  addZero(k: number, seed: number): void {
+    const w = 4 * k;
+    this.#io[w] = seed % TWO32;
+    this.#io[w + 1] = Math.floor(seed / TWO32);
+    this.#io[w + 2] = this.#ioAddr + ZERO_AT;
   }
 
   /** True when pages are hashed where they are, without a copy. */
