@@ -20,6 +20,8 @@ export class Child {
   /** Every JSON line of stdout but `progress` events (counted instead). */
   readonly lines: Json[] = [];
   progressEvents = 0;
+  /** The latest `progress` event: what a migration stopped short of its end had done. */
+  lastProgress: Json | null = null;
   private stderrTail = '';
   private exitInfo: Exit | null = null;
   readonly exited: Promise<Exit>;
@@ -55,8 +57,10 @@ export class Child {
       } catch {
         obj = { type: 'text', text: t };
       }
-      if (obj.type === 'progress') this.progressEvents++;
-      else this.lines.push(obj);
+      if (obj.type === 'progress') {
+        this.progressEvents++;
+        this.lastProgress = obj;
+      } else this.lines.push(obj);
       this.wake();
     });
     this.proc.stderr!.on('data', (d: Buffer) => {

@@ -62,6 +62,12 @@ export const MigrationConfigSchema = z.object({
   /** How long the source waits for the destination's verdict after switchover. */
   verifyTimeoutMs: z.number().int().min(10).max(3_600_000).default(60_000),
   connectTimeoutMs: z.number().int().min(10).max(3_600_000).default(10_000),
+  /**
+   * Throttle the guest's vCPU when pre-copy does not converge (QEMU's auto-converge), in
+   * proportion to how far from converging it is (lib/engine/converge.ts); lifted when the
+   * migration ends, whatever the outcome.
+   */
+  autoConverge: z.boolean({ error: 'auto-converge must be true or false' }).default(false),
 });
 export type MigrationConfig = z.infer<typeof MigrationConfigSchema>;
 export type MigrationConfigInput = z.input<typeof MigrationConfigSchema>;
@@ -175,6 +181,8 @@ export const MigrationSnapshotSchema = z.object({
   /** dirty rate / transfer rate. */
   convergence: z.number(),
   expectedDowntimeMs: z.number(),
+  /** vCPU throttle auto-converge applies now, percent; null when auto-converge is off (source). */
+  throttlePct: z.number().nullable().optional(),
   downtimeMs: z.number().nullable(),
   setupTimeMs: z.number().nullable(),
   totalTimeMs: z.number().nullable(),
@@ -229,6 +237,10 @@ export const MigrationEventSchema = z.discriminatedUnion('type', [
     dirtyPages: z.number(),
     dirtyRate: z.number(),
     expectedDowntimeMs: z.number(),
+    /** Pages of the round's set not sent because the guest dirtied them again first (a later pass sends them). */
+    skippedPages: z.number().optional(),
+    /** vCPU throttle auto-converge set after this round, in force during the next, percent; null when it is off. */
+    throttlePct: z.number().nullable().optional(),
   }),
   z.object({
     type: z.literal('switchover'),

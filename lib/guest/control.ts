@@ -8,6 +8,7 @@
  *      0  i32[0]   CMD        both        RUN / PAUSE (main) → PAUSED (worker ack) / STOP
  *      4  i32[1]   READY      worker      1 once the worker entered its loop
  *      8  i32[2]   GEN        main        bumped after each parameter change (seqlock)
+ *     12  i32[3]   THROTTLE   main        vCPU throttle: share of each period the worker sleeps, ppm
  *     16  i32[4-7] RNG        worker*     xorshift128 state
  *     32  i64[4]   CURSOR     worker*     sweep cursor, page index in guest address space
  *     40  i64[5]   TOUCHES    worker*     pages touched so far (bytesDirtied / 4096)
@@ -19,6 +20,7 @@
  * and whenever it acknowledges PAUSE or STOP; the main thread writes them only while no
  * worker runs (before spawning one, e.g. from a received device state).
  * Every wake-up (pause, resume, stop, parameter change) is an Atomics.notify on CMD.
+ * THROTTLE is read by the worker at every slice: it needs no wake-up (see the worker).
  */
 import type { Workload } from './workload';
 import { WORKLOAD_KIND_CODES, type RngState } from './device';
@@ -28,6 +30,7 @@ export const CONTROL = {
   CMD: 0,
   READY: 1,
   GEN: 2,
+  THROTTLE: 3,
   RNG: 4,
   // i64 indices
   CURSOR: 4,
@@ -73,6 +76,15 @@ export class ControlBlock {
     this.f64[CONTROL.SIZE] = w.kind === 'hotset' ? w.size : w.kind === 'random' ? (w.workingSet ?? 0) : 0;
     Atomics.add(this.i32, CONTROL.GEN, 1);
     Atomics.notify(this.i32, CONTROL.CMD);
+  }
+
+  /** The vCPU throttle in parts per million of each period (0 = full speed). */
+  get throttlePpm(): number {
+    return Atomics.load(this.i32, CONTROL.THROTTLE);
+  }
+
+  set throttlePpm(ppm: number) {
+    Atomics.store(this.i32, CONTROL.THROTTLE, ppm);
   }
 
   get rng(): RngState {

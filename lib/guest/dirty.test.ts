@@ -55,6 +55,24 @@ describe('DirtyBitmap', () => {
     assert.equal(a.count(), 0);
   });
 
+  it('clearMarkedFrom() drops from a taken set the pages marked since, and only those', () => {
+    const d = new DirtyBitmap(100);
+    for (const p of [1, 2, 40, 99]) d.mark(p);
+    const taken = new Uint32Array(d.wordCount);
+    d.take(taken);
+    d.mark(2);
+    d.mark(99);
+    d.mark(50); // dirty again but not in the taken set: nothing to drop
+    assert.equal(d.clearMarkedFrom(taken), 2);
+    const left: number[] = [];
+    forEachSetBit(taken, d.wordCount, (p) => left.push(p));
+    assert.deepEqual(left, [1, 40]);
+    // The live bitmap is untouched: the dropped pages are still there for the next take.
+    assert.equal(d.count(), 3);
+    assert.equal(d.isSet(2) && d.isSet(99) && d.isSet(50), true);
+    assert.equal(d.clearMarkedFrom(taken), 0);
+  });
+
   it('rejects pages out of range', () => {
     const d = new DirtyBitmap(10);
     assert.throws(() => d.mark(10), { code: 'MIGRATION_INTERNAL' });

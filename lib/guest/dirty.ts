@@ -86,6 +86,28 @@ export class DirtyBitmap {
     return n;
   }
 
+  /**
+   * Clears from `words` (a bitmap taken earlier, caller-owned) every page marked here since
+   * that take; returns how many it cleared. Those pages are dirty again: the next take (a
+   * later round, or the final pass) sends them, so sending them from `words` as well would
+   * send them twice. Bits only get set here between takes, so a bit seen set stays set
+   * until the next take: a page cleared from `words` cannot be lost.
+   */
+  clearMarkedFrom(words: Uint32Array): number {
+    const w = this.#words;
+    let n = 0;
+    for (let i = 0; i < w.length; i++) {
+      const mine = words[i];
+      if (mine === 0) continue;
+      const marked = Atomics.load(w, i);
+      const gone = mine & marked;
+      if (gone === 0) continue;
+      words[i] = mine & ~marked;
+      n += popcount32(gone);
+    }
+    return n;
+  }
+
   #check(page: number): void {
     if (!(page >= 0 && page < this.pages) || !Number.isInteger(page)) {
       throw new InternalError(`dirty bitmap: page ${page} out of range 0..${this.pages - 1}`);

@@ -207,6 +207,40 @@ describe('Guest workload', () => {
   });
 });
 
+describe('Guest throttle', () => {
+  it('keeps a busy workload from running a share of its time; 0 is full speed again', async () => {
+    const g = await make({ ramSize: 4 * MiB, fill: 'zero', workload: { kind: 'random', rate: 0 } });
+    await g.start();
+    const rate = async () => {
+      const a = g.stats().bytesDirtied;
+      const t0 = performance.now();
+      await sleep(200);
+      return (g.stats().bytesDirtied - a) / (performance.now() - t0);
+    };
+    const full = await rate();
+    g.throttle = 0.9;
+    assert.equal(g.throttle, 0.9);
+    await sleep(20);
+    const throttled = await rate();
+    // 10% of the time; this generous bound leaves room for a busy machine.
+    assert.ok(throttled < full * 0.5, `full ${full}, throttled ${throttled} bytes/ms`);
+    g.throttle = 0;
+    await sleep(20);
+    const again = await rate();
+    assert.ok(again > throttled * 2, `throttled ${throttled}, lifted ${again} bytes/ms`);
+    // Pausing a throttled (sleeping) worker is still immediate.
+    g.throttle = 0.99;
+    await g.pause();
+    await g.stop();
+  });
+
+  it('refuses a throttle outside 0..MAX_THROTTLE', async () => {
+    const g = await make({ ramSize: 1 * MiB });
+    for (const bad of [-0.1, 1, 0.995, Number.NaN]) assert.throws(() => (g.throttle = bad), CONFIG_INVALID);
+    assert.equal(g.throttle, 0);
+  });
+});
+
 describe('device state', () => {
   it('carries the workload to an incoming guest, which continues where the source paused', async () => {
     const rate = 2 * MiB; // 512 pages/s: the 1024-page guest is not swept all round in the test

@@ -54,6 +54,8 @@ export const DEFAULT_BLOCK_NAME = 'pc.ram';
 export const DEFAULT_GUEST_NAME = 'guest';
 /** How long pause() and start() wait for the worker before giving up. */
 export const WORKER_ACK_TIMEOUT_MS = 5000;
+/** The most the vCPU can be throttled: QEMU's max-cpu-throttle default, 99%. */
+export const MAX_THROTTLE = 0.99;
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const NIL_UUID = '00000000-0000-0000-0000-000000000000';
@@ -146,6 +148,26 @@ export class Guest {
         this.#lastError = err as Error;
       });
     }
+  }
+
+  /**
+   * The vCPU throttle (auto-converge): the share of time, 0..MAX_THROTTLE, the workload is
+   * kept from running (workload-worker.mjs). Not part of the device state: it belongs to
+   * the host that applies it, so a migrated guest runs at full speed where it arrives.
+   */
+  get throttle(): number {
+    return this.#ctrl.throttlePpm / 1e6;
+  }
+
+  /** Takes effect within one throttle period (10 ms); any state, stopped included. */
+  set throttle(fraction: number) {
+    if (typeof fraction !== 'number' || !(fraction >= 0 && fraction <= MAX_THROTTLE)) {
+      throw new ConfigInvalidError(`guest throttle must be from 0 to ${MAX_THROTTLE}, received ${String(fraction)}`, {
+        expected: `0..${MAX_THROTTLE}`,
+        received: String(fraction),
+      });
+    }
+    this.#ctrl.throttlePpm = Math.round(fraction * 1e6);
   }
 
   /** The last worker failure (crash, failed start, missed pause acknowledgement), or null. */

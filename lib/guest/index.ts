@@ -40,6 +40,7 @@ export {
   DEFAULT_RAM_SIZE,
   DEFAULT_BLOCK_NAME,
   WORKER_ACK_TIMEOUT_MS,
+  MAX_THROTTLE,
   type GuestOptions,
   type GuestState,
   type GuestStats,

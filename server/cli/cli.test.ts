@@ -15,6 +15,7 @@ import {
   killAll,
   rawConnect,
   run,
+  start,
   startDest,
   type Cli,
   type Line,
@@ -103,6 +104,33 @@ describe('migrate + dest --once, ndjson on both', () => {
       }
     });
   }
+});
+
+describe('migrate --auto-converge, interrupted while it throttles', () => {
+  it('SIGINT cancels: exit 1, a cancelled event, the throttle lifted in the last snapshot', { timeout: 30_000 }, async () => {
+    const dest = await startDest(['--once', '--timeout-ms', '5000']);
+    try {
+      // 8 MiB rewritten as fast as the guest can over 4 MiB/s: throttled at once, never converged.
+      const src = start([
+        'migrate', '--to', dest.address, '--ram-size', '8MiB', '--workload', 'random:max', '--max-bandwidth', '4MiB/s',
+        '--downtime-limit', '5', '--round-limit', '10000', '--auto-converge', '--tick-ms', '50', '--events', 'ndjson', ...SHORT,
+      ]);
+      await src.waitFor((l) => l.type === 'round' && typeof l.throttlePct === 'number' && l.throttlePct > 0, 15_000, 'a throttled round');
+      src.kill('SIGINT');
+      const exit = await src.exit(10_000);
+      assert.equal(exit.code, 1, src.describe());
+      checkLines(src);
+      assertNoStack(src.stderr);
+      const end = terminal(src);
+      assert.equal(end.type, 'cancelled', src.describe());
+      assert.equal(end.code, 'MIGRATION_CANCELLED');
+      const last = src.lines.filter((l) => l.type === 'progress').at(-1) as { snapshot?: { throttlePct?: unknown } } | undefined;
+      assert.equal(last?.snapshot?.throttlePct, 0, 'the throttle is lifted when the migration ends');
+      assert.equal((await dest.cli.exit(10_000)).code, 1, dest.cli.describe());
+    } finally {
+      dest.cli.kill();
+    }
+  });
 });
 
 // --- 2. bad usage -------------------------------------------------------------------------

@@ -22,6 +22,8 @@ export const MIGRATE_USAGE = `usage: multifd migrate --to HOST:PORT [options]
   --max-bandwidth RATE        cap, bytes/s or e.g. 512MiB/s (default uncapped)
   --downtime-limit MS         switch over when expected downtime is under this (default 300)
   --round-limit N             switch over after N rounds at most (default 30)
+  --auto-converge             throttle the guest's vCPU when pre-copy does not converge, as hard as
+                              the distance from convergence asks (lifted when the migration ends)
   --timeout-ms MS             channel-setup timeout (default 10000)
   --connect-timeout-ms MS     per connection (default 10000)
   --no-progress-timeout-ms MS a channel that stops moving fails the migration (default 10000)
@@ -47,6 +49,7 @@ export async function migrateCommand(argv: string[]): Promise<number> {
       'max-bandwidth': { type: 'string' },
       'downtime-limit': { type: 'string' },
       'round-limit': { type: 'string' },
+      'auto-converge': { type: 'boolean' },
       'timeout-ms': { type: 'string' },
       'connect-timeout-ms': { type: 'string' },
       'no-progress-timeout-ms': { type: 'string' },
@@ -71,6 +74,7 @@ export async function migrateCommand(argv: string[]): Promise<number> {
     maxBandwidth: parsed('max-bandwidth', values['max-bandwidth'], parseBytesPerSecond),
     downtimeLimitMs: ms('downtime-limit', values['downtime-limit']),
     roundLimit: int('round-limit', values['round-limit'], 1, 10_000),
+    autoConverge: values['auto-converge'],
     setupTimeoutMs: ms('timeout-ms', values['timeout-ms']),
     connectTimeoutMs: ms('connect-timeout-ms', values['connect-timeout-ms']),
     noProgressTimeoutMs: ms('no-progress-timeout-ms', values['no-progress-timeout-ms']),

@@ -123,7 +123,7 @@ export function describe(e: MigrationEvent): string | null {
     case 'channel-rejected':
       return `${who} refused: ${e.code}: ${e.message}`;
     case 'round':
-      return `${who} round ${e.round}: ${formatBytes(e.bytes)} in ${e.durationMs} ms (${rate(e.bandwidth)}), ${formatBytes(e.dirtyPages * 4096)} dirtied at ${rate(e.dirtyRate)}, expected downtime ${e.expectedDowntimeMs.toFixed(0)} ms`;
+      return `${who} round ${e.round}: ${formatBytes(e.bytes)} in ${e.durationMs} ms (${rate(e.bandwidth)}), ${formatBytes(e.dirtyPages * 4096)} dirtied at ${rate(e.dirtyRate)}, expected downtime ${e.expectedDowntimeMs.toFixed(0)} ms${e.throttlePct != null ? `, throttle ${e.throttlePct.toFixed(1)}%` : ''}`;
     case 'switchover':
       return `${who} switchover after round ${e.round}: ${e.reason === 'downtime' ? `expected downtime ${e.expectedDowntimeMs.toFixed(0)} ms <= limit ${e.downtimeLimitMs} ms` : 'round limit reached'}`;
     case 'completed':
