@@ -117,6 +117,8 @@ export const HelloSchema = z.object({
 });
 export type Hello = z.infer<typeof HelloSchema>;
 
+/** The main connection's peer address as the destination saw it (absent from older destinations). */
+export const HelloAckSchema = z.object({ peer: z.string().nullable().optional() });
 export const RoundSchema = z.object({ round: z.number().int().min(1) });
 export const CompleteSchema = z.object({ digest: z.string().regex(/^[0-9a-f]{16}$/), round: z.number().int().min(1) });
 export const VerifiedSchema = z.object({ digest: z.string().regex(/^[0-9a-f]{16}$/) });

@@ -338,7 +338,7 @@ export class Destination {
     });
     conn.reader.use({ next: () => MAIN_SCRATCH, advance: (n) => m.mainBytes(MAIN_SCRATCH.subarray(0, n)) });
     conn.reader.start();
-    conn.socket.write(encodeJsonFrame(FrameType.HelloAck, {}));
+    conn.socket.write(encodeJsonFrame(FrameType.HelloAck, { peer: conn.peer }));
     m.enqueue(rest);
     // Channels that came before their main channel, in arrival order.
     for (const h of heldHere) {

@@ -2,6 +2,7 @@
  * End-to-end migrations over real loopback TCP, source and destination in this process.
  */
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { MigrationEventSchema } from '../contracts';
 import { parseWorkload } from '../guest';
@@ -73,6 +74,30 @@ describe('migration end to end', () => {
     assert.ok(Buffer.from(arrived.bytes).equals(Buffer.from(block.bytes)), 'byte-identical RAM');
     assert.equal(await fullDigest(run.dest!.guest!.blocks), await fullDigest(guest.blocks));
     await run.dest!.guest!.stop();
+  });
+
+  it('migrates through a proxy that changes every address (as a NAT or relay does)', async () => {
+    const pairs: net.Socket[] = [];
+    const proxy = net.createServer((c) => {
+      const u = net.connect(td.port, '127.0.0.1');
+      pairs.push(c, u);
+      c.pipe(u);
+      u.pipe(c);
+      c.on('error', () => u.destroy());
+      u.on('error', () => c.destroy());
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    try {
+      const guest = await makeGuest({ ramSize: 8 * MiB });
+      const before = await fullDigest(guest.blocks);
+      const run = await migrate(guest, (proxy.address() as net.AddressInfo).port, { channels: 4 }, [], td);
+      assert.equal(run.result.state, 'completed', run.result.error?.message);
+      assert.equal(await fullDigest(run.dest!.guest!.blocks), before);
+      await run.dest!.guest!.stop();
+    } finally {
+      for (const s of pairs) s.destroy();
+      await new Promise((r) => proxy.close(r));
+    }
   });
 
   it('converges a 256 MiB guest dirtying 32 MiB/s, records why it switched over, digests match', async () => {

@@ -10,6 +10,7 @@ import type net from 'node:net';
 import {
   AbortSchema,
   ChannelAcceptedSchema,
+  HelloAckSchema,
   ChannelRejectedSchema,
   FailedSchema,
   RoundSchema,
@@ -114,6 +115,12 @@ export class SourceMigration {
   private error: MigrationError | null = null;
   private readonly result = new Deferred<MigrationResult>();
   private readonly helloAck = new Deferred<void>();
+  /**
+   * The destination saw our main connection from another address than ours: a NAT, proxy
+   * or relay is in the path, so the addresses it reports for channels cannot be matched
+   * with our sockets, and a channel is taken as ours by its id alone.
+   */
+  private translated = false;
   private readonly allAccepted = new Deferred<void>();
   private readonly verdict = new Deferred<string>();
   private accepted = 0;
@@ -530,9 +537,14 @@ export class SourceMigration {
 
   private onFrame(f: Frame): void {
     switch (f.type) {
-      case FrameType.HelloAck:
+      case FrameType.HelloAck: {
+        const ack = this.parse(HelloAckSchema, f);
+        const m = this.main;
+        const local = m?.localAddress ? `${m.localAddress}:${m.localPort}` : null;
+        this.translated = ack.peer != null && local !== null && !samePeer(local, ack.peer);
         this.helloAck.resolve();
         return;
+      }
       case FrameType.ChannelAccepted: {
         const a = this.parse(ChannelAcceptedSchema, f);
         const ch = this.channels[a.channel];
@@ -596,12 +608,12 @@ export class SourceMigration {
 
   /**
    * The destination accepted a connection as this channel: ours only if it came from our
-   * socket. Another connection accepted under our id took our place (an impostor or a
+   * socket (unless addresses are translated on the way, see `translated`). Another connection accepted under our id took our place (an impostor or a
    * stale channel): refuse to stream to a destination that mixes channels.
    */
   private checkAccepted(ch: SourceChannel): void {
     if (ch.acceptedAs === undefined || ch.local === null || ch.times.accepted !== null) return;
-    if (!samePeer(ch.local, ch.acceptedAs)) {
+    if (!this.translated && !samePeer(ch.local, ch.acceptedAs)) {
       this.fail(
         new ChannelIdDuplicateError(
           `channel ${ch.id}: the destination accepted another connection (${ch.acceptedAs}) as channel ${ch.id}, not ours (${ch.local})`,
