@@ -15,6 +15,14 @@ export interface Exit {
 
 const STDERR_KEEP = 8 * 1024;
 
+export interface SpawnOptions {
+  /**
+   * What to run with `args` instead of node (process.execPath), e.g. `ip` for
+   * `ip netns exec NS node ...`. Signals, exit status and stdout are this command's.
+   */
+  command?: string;
+}
+
 export class Child {
   readonly proc: ChildProcess;
   /** Every JSON line of stdout but `progress` events (counted instead). */
@@ -32,8 +40,9 @@ export class Child {
     args: string[],
     cwd: string,
     env: NodeJS.ProcessEnv = process.env,
+    options: SpawnOptions = {},
   ) {
-    this.proc = spawn(process.execPath, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = spawn(options.command ?? process.execPath, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.exited = new Promise<Exit>((resolve) => {
       this.proc.once('exit', (code, signal) => {
         this.exitInfo = { code, signal };
@@ -144,8 +153,9 @@ export class Children {
 
   constructor(private readonly cwd: string) {}
 
-  spawn(name: string, args: string[], env?: NodeJS.ProcessEnv): Child {
-    const c = new Child(name, args, this.cwd, env);
+  /** Runs node with `args` (or `options.command`, see SpawnOptions), tracked until it exits. */
+  spawn(name: string, args: string[], env?: NodeJS.ProcessEnv, options?: SpawnOptions): Child {
+    const c = new Child(name, args, this.cwd, env, options);
     this.all.add(c);
     void c.exited.then(() => this.all.delete(c));
     return c;
