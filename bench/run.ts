@@ -37,7 +37,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { formatBytes, parseSize } from '../lib/guest/units';
-import { QEMU_X86_64, cleanupAllNow, removePath } from '../lib/qemu/process';
+import { QEMU_X86_64, cleanupAllNow, createRamFile, removePath } from '../lib/qemu/process';
 import { Children, describeExit, type Child, type Json } from './children';
 import { makeSourceRam, runQemu, type QemuRun } from './qemu';
 import { ensureDebianPackage } from './tools';
@@ -413,6 +413,11 @@ type QemuBenchRun = QemuRun & {
 
 async function runQemuMeasured(kids: Children, channels: number, ramBytes: number, binary: string, sourceRamFile: string): Promise<QemuBenchRun> {
   const freshMemSPerGiB = await freshMemoryCost(kids);
+  // Fresh random RAM for every run, as the engine's source fills its guest for every run:
+  // on this VM the memory a destination then gets depends on what was just allocated and
+  // freed (the first migration after 2 GiB were written took up to 3x the system time),
+  // and a source file kept from run to run would spare QEMU's destination that.
+  await createRamFile(sourceRamFile, ramBytes, 'random');
   const r = await runQemu(channels, ramBytes, { binary, sourceRamFile, timeoutMs: runTimeoutMs(ramBytes) });
   return { ...r, freshMemSPerGiB };
 }
@@ -526,11 +531,11 @@ async function main(): Promise<number> {
   }
   let sourceRam: string | null = null;
   if (qemu) {
-    // One random RAM file for every QEMU run: filling 2 GiB takes seconds, reading it does not change it.
-    const t0 = Date.now();
+    // The source's RAM file, written afresh before each QEMU run (runQemuMeasured); here only
+    // 1 MiB, to find out now whether /dev/shm takes it, without a large write before phase 1.
     try {
-      sourceRam = await makeSourceRam(opts.ramBytes);
-      log(`QEMU source RAM: ${formatBytes(opts.ramBytes)} of random bytes in ${sourceRam} (${Date.now() - t0} ms)`);
+      sourceRam = await makeSourceRam(MiB);
+      log(`QEMU source RAM: ${sourceRam}, written with ${formatBytes(opts.ramBytes)} of random bytes before each QEMU run`);
     } catch (err) {
       qemuNote = `QEMU rows absent: cannot create the source RAM file in /dev/shm: ${(err as Error).message}`;
       qemu = null;
@@ -541,28 +546,40 @@ async function main(): Promise<number> {
   const startedAt = new Date();
   const rows: Row[] = [];
   try {
+    // Phase 1: the engine, the ceiling and iperf3, interleaved. Phase 2: QEMU.
+    // On this VM, the first run after a large /dev/shm file is written, as every QEMU run
+    // writes its guest's RAM, pays up to 3x the page-fault time (measured for the engine and
+    // the ceiling's receiver alike; QEMU, itself writing /dev/shm, is not slowed). Interleaved
+    // with QEMU, every engine and ceiling run paid it, so QEMU runs after the others.
+    const perChannel = new Map<number, { engine: EngineRun[]; ceiling: CeilingRun[]; iperf: IperfRun[]; qemu: QemuBenchRun[]; failures: string[] }>();
     for (const ch of opts.channels) {
       const engineRuns: EngineRun[] = [];
       const ceilingRuns: CeilingRun[] = [];
       const iperfRuns: IperfRun[] = [];
       const qemuRuns: QemuBenchRun[] = [];
       const failures: string[] = [];
+      perChannel.set(ch, { engine: engineRuns, ceiling: ceilingRuns, iperf: iperfRuns, qemu: qemuRuns, failures });
       for (let r = 1; r <= opts.repeats; r++) {
         const tag = `${ch} ch, run ${r}/${opts.repeats}`;
-        const e = await runEngine(kids, ch, opts.ramBytes);
-        engineRuns.push(e);
-        log(
-          `engine  ${tag}: ${f2(e.gibPerS)} GiB/s, wall ${f2(e.wallMs / 1000)} s (totalTimeMs ${e.totalTimeMs}), ` +
-            `wire ${formatBytes(e.transferredBytes)} (+${e.wireOverheadPct.toFixed(3)}%), RSS src ${mib(e.source?.maxRssBytes)} dst ${mib(e.destination?.maxRssBytes)}, ` +
-            `CPU src ${e.source?.cpuUserMs ?? '?'}+${e.source?.cpuSystemMs ?? '?'} ms dst ${e.destination?.cpuUserMs ?? '?'}+${e.destination?.cpuSystemMs ?? '?'} ms (user+sys); ${hostNote(e.host)}; fresh memory ${f2(e.freshMemSPerGiB)} s/GiB`,
-        );
-        const c = await runCeiling(kids, ch, opts.ramBytes);
-        ceilingRuns.push(c);
-        log(
-          `ceiling ${tag}: ${f2(c.gibPerS)} GiB/s, wall ${f2(c.wallMs / 1000)} s, RSS send ${mib(c.sender?.maxRssBytes)} recv ${mib(c.receiver?.maxRssBytes)}, ` +
-            `CPU send ${c.sender?.cpuUserMs ?? '?'}+${c.sender?.cpuSystemMs ?? '?'} ms recv ${c.receiver?.cpuUserMs ?? '?'}+${c.receiver?.cpuSystemMs ?? '?'} ms; ${hostNote(c.host)}; fresh memory ${f2(c.freshMemSPerGiB)} s/GiB`,
-        );
-        if (iperf) {
+        const runEngineStep = async () => {
+          const e = await runEngine(kids, ch, opts.ramBytes);
+          engineRuns.push(e);
+          log(
+            `engine  ${tag}: ${f2(e.gibPerS)} GiB/s, wall ${f2(e.wallMs / 1000)} s (totalTimeMs ${e.totalTimeMs}), ` +
+              `wire ${formatBytes(e.transferredBytes)} (+${e.wireOverheadPct.toFixed(3)}%), RSS src ${mib(e.source?.maxRssBytes)} dst ${mib(e.destination?.maxRssBytes)}, ` +
+              `CPU src ${e.source?.cpuUserMs ?? '?'}+${e.source?.cpuSystemMs ?? '?'} ms dst ${e.destination?.cpuUserMs ?? '?'}+${e.destination?.cpuSystemMs ?? '?'} ms (user+sys); ${hostNote(e.host)}; fresh memory ${f2(e.freshMemSPerGiB)} s/GiB`,
+          );
+        };
+        const runCeilingStep = async () => {
+          const c = await runCeiling(kids, ch, opts.ramBytes);
+          ceilingRuns.push(c);
+          log(
+            `ceiling ${tag}: ${f2(c.gibPerS)} GiB/s, wall ${f2(c.wallMs / 1000)} s, RSS send ${mib(c.sender?.maxRssBytes)} recv ${mib(c.receiver?.maxRssBytes)}, ` +
+              `CPU send ${c.sender?.cpuUserMs ?? '?'}+${c.sender?.cpuSystemMs ?? '?'} ms recv ${c.receiver?.cpuUserMs ?? '?'}+${c.receiver?.cpuSystemMs ?? '?'} ms; ${hostNote(c.host)}; fresh memory ${f2(c.freshMemSPerGiB)} s/GiB`,
+          );
+        };
+        const runIperfStep = async () => {
+          if (!iperf) return;
           try {
             const i = await runIperf(iperf, ch, opts.ramBytes, iperfProcs);
             iperfRuns.push(i);
@@ -571,7 +588,18 @@ async function main(): Promise<number> {
             failures.push(`iperf3 run ${r}: ${(err as Error).message}`);
             log(`iperf3  ${tag}: failed: ${(err as Error).message}`);
           }
-        }
+        };
+        // The order rotates from one repeat (and channel count) to the next, so that each
+        // contender runs in each place and inherits the same memory states.
+        const steps = [runEngineStep, runCeilingStep, runIperfStep];
+        const shift = (r - 1 + opts.channels.indexOf(ch)) % steps.length;
+        for (const step of [...steps.slice(shift), ...steps.slice(0, shift)]) await step();
+      }
+    }
+    for (const ch of opts.channels) {
+      const { qemu: qemuRuns, failures } = perChannel.get(ch)!;
+      for (let r = 1; r <= opts.repeats; r++) {
+        const tag = `${ch} ch, run ${r}/${opts.repeats}`;
         if (qemu && sourceRam) {
           try {
             const q = await runQemuMeasured(kids, ch, opts.ramBytes, qemu, sourceRam);
@@ -589,6 +617,9 @@ async function main(): Promise<number> {
           }
         }
       }
+    }
+    for (const ch of opts.channels) {
+      const { engine: engineRuns, ceiling: ceilingRuns, iperf: iperfRuns, qemu: qemuRuns, failures } = perChannel.get(ch)!;
       const engine = { runs: engineRuns, median: medianRun(engineRuns, (x) => x.wallMs) };
       const ceiling = { runs: ceilingRuns, median: medianRun(ceilingRuns, (x) => x.wallMs) };
       const iperf3 = iperfRuns.length ? { runs: iperfRuns, median: medianRun(iperfRuns, (x) => -x.gibPerS) } : null;
@@ -659,14 +690,16 @@ async function main(): Promise<number> {
       `ceiling: bare Node sender/receiver, N loopback connections, receiver reads with onread into one fresh block of guest RAM, populated by the same worker as the destination.\n` +
       (iperf ? `iperf3: iperf3 -c 127.0.0.1 -P N -n RAM, received rate (iperf3 3.12 serves all streams from one thread).\n` : `${iperfNote}.\n`) +
       (qemu
-        ? `QEMU: ${rows.find((r) => r.qemu)?.qemu?.median.qemuVersion ?? '?'}, two paused guests (-machine none, RAM = random file in /dev/shm, share=on), multifd N channels both sides, ` +
+        ? `QEMU: ${rows.find((r) => r.qemu)?.qemu?.median.qemuVersion ?? '?'}, two paused guests (-machine none, RAM = a file in /dev/shm written afresh with random bytes before each run, as the engine's source fills its guest, share=on), multifd N channels both sides, ` +
           `max-bandwidth 1 TiB/s; wall = QMP 'migrate' sent -> source's MIGRATION 'completed' event; total-time is QEMU's own figure; RAM equal = destination's RAM file byte-identical to the source's.\n` +
           `engine/X = engine GiB/s / X GiB/s (above 1: the engine is faster).\n`
         : `${qemuNote}.\nengine/X = engine GiB/s / X GiB/s (above 1: the engine is faster).\n`) +
       `RSS: peak (maxRSS) of each whole process.\n` +
       `First touch of fresh memory (page fault + kernel zeroing) costs ~0.5-4.6 s per GiB on this VM, varying from minute to minute;\n` +
       `the destination, the ceiling's receiver and QEMU's destination (its fresh /dev/shm file) pay it inside the timed span, the senders before it.\n` +
-      `Disturbance: CPU taken by anything but the two processes of a run (their exit included): ${otherRange(rows)} (from /proc/stat; this host has ${cpus.length} CPUs).\n\n` +
+      `Disturbance: CPU taken by anything but the two processes of a run (their exit included): ${otherRange(rows)} (from /proc/stat; this host has ${cpus.length} CPUs).\n` +
+      `Order: engine, ceiling and iperf3 interleaved, rotated by one place per repeat and channel count; QEMU's runs after them all (on this VM the first run after\n` +
+      `a large /dev/shm write, as each QEMU run makes, paid up to 3x the page-fault time; QEMU itself was not slowed by it).\n\n` +
       `Per row (the runs shown): CPU user+system of each process, and fresh-memory cost measured just before each run:\n` +
       rows.map(rowNote).join('\n') +
       '\n' +
