@@ -34,6 +34,7 @@ import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { formatBytes, parseBytesPerSecond, parseSize } from '../lib/guest/units';
+import { helpRequested, ramOption } from './options';
 import { Children, type Child, type Json } from './children';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -93,13 +94,9 @@ function parseOptions(argv: string[]): Options {
       help: { type: 'boolean', short: 'h' },
     },
   });
-  if (values.help) {
-    process.stdout.write(USAGE);
-    process.exit(0);
-  }
+  helpRequested(values.help, USAGE);
   const quick = values.quick ?? false;
-  const ramBytes = parseSize(values.ram ?? (quick ? '256MiB' : '1GiB'));
-  if (ramBytes < 4096 || ramBytes % 4096 !== 0) throw new Error(`--ram must be a positive multiple of 4 KiB, got ${values.ram}`);
+  const ramBytes = ramOption(values.ram, quick ? '256MiB' : '1GiB');
   const workingSetBytes = parseSize(values['working-set'] ?? (quick ? '128MiB' : '512MiB'));
   if (workingSetBytes <= 0 || workingSetBytes > ramBytes) throw new Error(`--working-set must be more than 0 and at most --ram`);
   const capBytesPerSecond = parseBytesPerSecond(values.cap ?? '128MiB/s');

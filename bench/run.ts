@@ -36,8 +36,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { formatBytes, parseSize } from '../lib/guest/units';
+import { formatBytes } from '../lib/guest/units';
 import { QEMU_X86_64, cleanupAllNow, createRamFile, removePath } from '../lib/qemu/process';
+import { helpRequested, ramOption } from './options';
 import { Children, describeExit, type Child, type Json } from './children';
 import { makeSourceRam, runQemu, type QemuRun } from './qemu';
 import { ensureDebianPackage } from './tools';
@@ -86,13 +87,9 @@ function parseOptions(argv: string[]): Options {
       help: { type: 'boolean', short: 'h' },
     },
   });
-  if (values.help) {
-    process.stdout.write(USAGE);
-    process.exit(0);
-  }
+  helpRequested(values.help, USAGE);
   const quick = values.quick ?? false;
-  const ramBytes = parseSize(values.ram ?? (quick ? '256MiB' : '2GiB'));
-  if (ramBytes < 4096 || ramBytes % 4096 !== 0) throw new Error(`--ram must be a positive multiple of 4 KiB, got ${values.ram}`);
+  const ramBytes = ramOption(values.ram, quick ? '256MiB' : '2GiB');
   const channels = (values.channels ?? (quick ? '1,4' : '1,2,4,8')).split(',').map((s) => {
     const n = Number(s.trim());
     if (!Number.isInteger(n) || n < 1 || n > 255) throw new Error(`--channels: each count must be 1..255, got "${s}"`);

@@ -31,6 +31,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { formatBytes, parseSize } from '../lib/guest/units';
+import { helpRequested, ramOption } from './options';
 import { Children, describeExit, type Child, type Json } from './children';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -125,13 +126,9 @@ function parseOptions(argv: string[]): Options {
       help: { type: 'boolean', short: 'h' },
     },
   });
-  if (values.help) {
-    process.stdout.write(USAGE);
-    process.exit(0);
-  }
+  helpRequested(values.help, USAGE);
   const quick = values.quick ?? false;
-  const ramBytes = parseSize(values.ram ?? (quick ? '128MiB' : '512MiB'));
-  if (ramBytes < 4096 || ramBytes % 4096 !== 0) throw new Error(`--ram must be a positive multiple of 4 KiB, got ${values.ram}`);
+  const ramBytes = ramOption(values.ram, quick ? '128MiB' : '512MiB');
   const rttMs = Number(values['rtt-ms'] ?? 50);
   if (!Number.isFinite(rttMs) || rttMs <= 0 || rttMs > 10_000) throw new Error(`--rtt-ms must be 0 < ms <= 10000, got "${values['rtt-ms']}"`);
   const windowBytes = parseSize(values.window ?? '4MiB');
