@@ -107,7 +107,7 @@ function testFiles(dirs) {
 const bin = (name) => path.join(root, 'node_modules', '.bin', name);
 
 await step('typecheck', bin('tsc'), ['--noEmit', '-p', '.']);
-await step('unit and integration tests', process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...testFiles(['lib', 'server'])]);
+await step('unit and integration tests', process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...testFiles(['lib', 'server', 'bench'])]);
 
 // The summary is printed however this ends: ensureChromium() exits (code 1) with the exact
 // command to run when chromium is missing and this is not root.
