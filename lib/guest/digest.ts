@@ -9,26 +9,10 @@
  * minus old half, carries folded lazily), so digest() is O(1) at the pause and no BigInt
  * is made per page. Pages are hashed in batches by PageHasher (lib/guest/xxh64.ts).
  */
-import xxhash from 'xxhash-wasm';
 import { InternalError } from '../errors/index';
 import { PAGE_SIZE } from '../protocol/constants';
 import type { RamBlock } from './ram';
 import { BATCH_PAGES, PageHasher } from './xxh64';
-
-type XXHashAPI = Awaited<ReturnType<typeof xxhash>>;
-
-let hasher: Promise<XXHashAPI> | null = null;
-
-/** The xxhash-wasm instance, loaded once per thread (streaming and general-purpose hashes). */
-export function loadXxhash(): Promise<XXHashAPI> {
-  if (!hasher) {
-    hasher = xxhash().catch((err: unknown) => {
-      hasher = null;
-      throw new InternalError(`cannot load xxhash-wasm: ${(err as Error).message}`, { cause: err });
-    });
-  }
-  return hasher;
-}
 
 const TWO32 = 2 ** 32;
 /** Fold carries before an accumulator can leave the exact range of a double. */

@@ -34,7 +34,7 @@ export {
   type RngState,
 } from './device';
 export { Populator } from './populate';
-export { PageHashes, fullDigest, formatDigest, parseDigest, loadXxhash } from './digest';
+export { PageHashes, fullDigest, formatDigest, parseDigest } from './digest';
 export {
   Guest,
   DEFAULT_RAM_SIZE,
