@@ -1,9 +1,10 @@
 /**
- * The `multifd` command line: `multifd dest`, `multifd migrate`.
+ * The `multifd` command line: `multifd dest`, `multifd migrate`, `multifd inspect`.
  */
 import { isMigrationError } from '../../lib/errors';
 import { EXIT_FAILED, EXIT_USAGE, UsageError } from './args';
 import { DEST_USAGE, destCommand } from './dest';
+import { INSPECT_USAGE, inspectCommand } from './inspect';
 import { MIGRATE_USAGE, migrateCommand } from './migrate';
 
 const USAGE = `usage: multifd <command> [options]
@@ -11,6 +12,7 @@ const USAGE = `usage: multifd <command> [options]
 commands:
   dest      receive migrations:   multifd dest --listen 127.0.0.1:4444 --channels 8
   migrate   migrate a guest:      multifd migrate --to 127.0.0.1:4444 --channels 8 --ram-size 1GiB
+  inspect   read a capture:       multifd inspect --ram-out ram.img main.bin ch-*.bin
 
 'multifd <command> --help' shows a command's options.
 `;
@@ -18,6 +20,7 @@ commands:
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage: string }> = {
   dest: { run: destCommand, usage: DEST_USAGE },
   migrate: { run: migrateCommand, usage: MIGRATE_USAGE },
+  inspect: { run: inspectCommand, usage: INSPECT_USAGE },
 };
 
 export async function main(argv: string[]): Promise<number> {

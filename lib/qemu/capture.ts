@@ -1,0 +1,547 @@
+/**
+ * Reads captured migration traffic: one file per TCP connection, each the bytes the source
+ * sent on it (what `multifd relay --record DIR` writes). Classifies each file by its first
+ * bytes, decodes the QEMU main stream (lib/protocol/qemu-main) and every multifd channel
+ * (handshake, then packets), checks them as the engine's destination would (same error
+ * codes), and can rebuild the guest's RAM into a file.
+ *
+ * Rebuilding honours QEMU's sync points. A page can travel on the main channel (a ZERO
+ * record; a PAGE record when multifd is off) in one round and on a multifd channel in the
+ * next, so pages are applied epoch by epoch: epoch k on a multifd channel is everything up
+ * to and including its k-th SYNC packet; on the main stream it is everything before its
+ * k-th sync marker, which is MULTIFD_FLUSH when the stream has any (QEMU 8.1+) and EOS
+ * otherwise (7.2 syncs at the end of every RAM section). Within an epoch QEMU sends a page
+ * at most once (7.2's duplicates carry the same bytes), so the order inside one is free.
+ *
+ * Files are read with positional reads, the RAM is written with positional writes into a
+ * sparse file: memory stays at a few MiB whatever the guest's size.
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
+import {
+  ChannelBadMagicError,
+  ChannelIdDuplicateError,
+  ChannelShortHandshakeError,
+  ChannelUuidMismatchError,
+  MigrationError,
+  PacketShortPayloadError,
+  asMigrationError,
+  type SerializedError,
+} from '../errors';
+import {
+  FLAG_COMPRESSION_MASK,
+  FLAG_SYNC,
+  HANDSHAKE_SIZE,
+  MAIN_MAGIC,
+  MULTIFD_MAGIC,
+  PACKET_FIXED_SIZE,
+  PACKET_OFFSET_PAGES_ALLOC,
+  PAGE_SIZE,
+  QEMU_VM_MAGIC,
+  bytesToUuid,
+  checkHandshake,
+  checkPacket,
+  compressionName,
+  decodeHandshake,
+  decodePacketHeader,
+  describeMagic,
+  packetHeaderSize,
+  readU32,
+  uuidToBytes,
+  type PacketHeader,
+} from '../protocol';
+import { QemuMainDecoder, type QemuMainSummary, type QemuRamBlock } from '../protocol/qemu-main';
+
+export type CaptureKind = 'qemu-main' | 'multifd' | 'multifd-main' | 'unknown';
+
+export interface ChannelSummary {
+  id: number;
+  uuid: string;
+  packets: number;
+  /** Packets with the SYNC flag. */
+  syncs: number;
+  /** Normal pages (with bytes), and zero pages listed in 9.0+ packets. */
+  pages: number;
+  zeroPages: number;
+  /** Payload bytes (pages), headers not included. */
+  payloadBytes: number;
+  firstPacketNum: string | null;
+  lastPacketNum: string | null;
+  /** Packets whose packet_num equals the one before on this channel (a QEMU 7.2 quirk). */
+  repeatedPacketNums: number;
+  /** pages_alloc of the first packet: the header is 320 + 8 × this bytes. */
+  pagesAlloc: number | null;
+}
+
+export interface CaptureFileReport {
+  path: string;
+  bytes: number;
+  kind: CaptureKind;
+  /** The first 4 bytes, described. */
+  magic: string;
+  channel: ChannelSummary | null;
+  main: QemuMainSummary | null;
+  /** The first fault in this file; decoding of the file stops there. */
+  error: SerializedError | null;
+  /** Not an error: why a file was not (fully) decoded. */
+  note: string | null;
+}
+
+export interface RebuiltBlock {
+  name: string;
+  size: number;
+  /** Where the block starts in the RAM file. */
+  fileOffset: number;
+}
+
+export interface InspectResult {
+  files: CaptureFileReport[];
+  blocks: RebuiltBlock[];
+  /** Whether multifd sync epochs were delimited by MULTIFD_FLUSH (8.1+) or EOS (7.2). */
+  syncMarker: 'eos' | 'flush' | null;
+  ramOut: string | null;
+  /** sha256 of the rebuilt RAM file (all blocks, in order). */
+  sha256: string | null;
+  /** Pages written into the RAM file: normal (with bytes) and zero-filled. */
+  pagesWritten: number;
+  zeroPagesApplied: number;
+  /** Files with an error. */
+  errors: number;
+}
+
+export interface InspectOptions {
+  /** Write the rebuilt RAM here (all blocks back to back, in the stream's block order). */
+  ramOut?: string | null;
+  /** Expected guest UUID; default: the main stream's (x-validate-uuid), else the channels' common one. */
+  uuid?: string | null;
+  /** Expected multifd channel count; default: the number of multifd files. */
+  channels?: number | null;
+}
+
+const CHUNK = 1024 * 1024;
+/** QEMU allocates 128 slots (512 KiB of 4 KiB pages); larger pages mean fewer. Bound what we trust. */
+const MAX_PAGES_ALLOC = 4096;
+
+interface ChannelWork {
+  report: CaptureFileReport;
+  path: string;
+  summary: ChannelSummary;
+  /** Per packet: file position of its header and the epoch it belongs to. */
+  packetPos: number[];
+  packetEpoch: number[];
+  epochs: number;
+}
+
+/** Zero records of the main stream, kept until their epoch is applied. */
+class ZeroRecords {
+  eosEpoch: number[] = [];
+  flushEpoch: number[] = [];
+  block: number[] = [];
+  offset: number[] = [];
+  fill: number[] = [];
+  push(eos: number, flush: number, block: number, offset: number, fill: number): void {
+    this.eosEpoch.push(eos);
+    this.flushEpoch.push(flush);
+    this.block.push(block);
+    this.offset.push(offset);
+    this.fill.push(fill);
+  }
+  get length(): number {
+    return this.offset.length;
+  }
+}
+
+/** The RAM being rebuilt: a sparse file, plus which pages hold written bytes. */
+class RamFile {
+  readonly blocks: RebuiltBlock[] = [];
+  readonly #index = new Map<string, number>();
+  #fd: number | null = null;
+  #written: Uint8Array = new Uint8Array(0);
+  pagesWritten = 0;
+  zeroPagesApplied = 0;
+  readonly #zero = new Uint8Array(PAGE_SIZE);
+
+  constructor(readonly path: string | null) {}
+
+  setBlocks(list: readonly QemuRamBlock[]): void {
+    let at = this.blocks.reduce((n, b) => n + b.size, 0);
+    for (const b of list) {
+      this.#index.set(b.name, this.blocks.length);
+      this.blocks.push({ name: b.name, size: b.size, fileOffset: at });
+      at += b.size;
+    }
+    const pages = Math.ceil(at / PAGE_SIZE);
+    const written = new Uint8Array(pages);
+    written.set(this.#written.subarray(0, Math.min(pages, this.#written.length)));
+    this.#written = written;
+    if (this.path !== null) {
+      this.#fd ??= openSync(this.path, 'w+');
+      ftruncateSync(this.#fd, at);
+    }
+  }
+
+  blockIndex(name: string): number | undefined {
+    return this.#index.get(name);
+  }
+
+  blockSize(name: string): number | undefined {
+    const i = this.#index.get(name);
+    return i === undefined ? undefined : this.blocks[i].size;
+  }
+
+  writePages(block: number, offset: number, data: Uint8Array): void {
+    const at = this.blocks[block].fileOffset + offset;
+    if (this.#fd !== null) writeAll(this.#fd, data, at);
+    this.#written.fill(1, at / PAGE_SIZE, (at + data.length) / PAGE_SIZE);
+    this.pagesWritten += data.length / PAGE_SIZE;
+  }
+
+  zeroPage(block: number, offset: number, fill: number): void {
+    const at = this.blocks[block].fileOffset + offset;
+    const page = at / PAGE_SIZE;
+    this.zeroPagesApplied++;
+    // A fresh page of the sparse file is already zero.
+    if (fill === 0 && this.#written[page] === 0) return;
+    if (this.#fd !== null) writeAll(this.#fd, fill === 0 ? this.#zero : new Uint8Array(PAGE_SIZE).fill(fill), at);
+    this.#written[page] = fill === 0 ? 0 : 1;
+  }
+
+  /** Closes the file and returns its sha256, or null without a file. */
+  finish(): string | null {
+    if (this.#fd === null) return null;
+    const fd = this.#fd;
+    this.#fd = null;
+    try {
+      const hash = createHash('sha256');
+      const buf = Buffer.allocUnsafe(CHUNK);
+      for (let pos = 0; ; ) {
+        const n = readSync(fd, buf, 0, CHUNK, pos);
+        if (n === 0) break;
+        hash.update(buf.subarray(0, n));
+        pos += n;
+      }
+      return hash.digest('hex');
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  close(): void {
+    if (this.#fd !== null) closeSync(this.#fd);
+    this.#fd = null;
+  }
+}
+
+/** Decodes, checks and (with ramOut) rebuilds a capture. Never throws for bad input: faults go into the report. */
+export function inspectCapture(paths: readonly string[], opts: InspectOptions = {}): InspectResult {
+  const reports = paths.map(classifyFile);
+  const ram = new RamFile(opts.ramOut ?? null);
+  try {
+    // 1. The QEMU main stream: block list, zero pages, pages when multifd is off.
+    const mains = reports.filter((r) => r.kind === 'qemu-main');
+    for (const extra of mains.slice(1)) extra.note = `a second QEMU main stream (${mains[0].path} is the first): not decoded`;
+    const multifdFiles = reports.filter((r) => r.kind === 'multifd');
+    const zeros = new ZeroRecords();
+    let main: QemuMainSummary | null = null;
+    if (mains[0]) main = decodeMain(mains[0], ram, zeros, multifdFiles.length > 0);
+    const syncMarker = main === null ? null : main.flushes > 0 ? 'flush' : 'eos';
+
+    // 2. Multifd handshakes: uuid, id range, duplicates, in file order.
+    const channels = checkHandshakes(multifdFiles, opts, main);
+
+    // 3. Without a main stream, the blocks are what the packets name, as large as they reach.
+    if (!main && channels.length > 0) inferBlocks(channels, ram);
+
+    // 4. Scan every channel's packets; then apply, epoch by epoch.
+    const work = channels.map((c) => scanChannel(c.report, c.summary, ram));
+    const epochsMain = syncMarker === 'flush' ? main!.flushes : main ? main.eos : 0;
+    const epochs = Math.max(epochsMain + 1, ...work.map((w) => w.epochs + 1));
+    const byId = [...work].sort((a, b) => a.summary.id - b.summary.id);
+    const scratch = Buffer.allocUnsafe(MAX_PAGES_ALLOC * PAGE_SIZE);
+    const header = Buffer.allocUnsafe(packetHeaderSize(MAX_PAGES_ALLOC));
+    let z = 0;
+    for (let e = 0; e < epochs; e++) {
+      const epochOf = syncMarker === 'flush' ? zeros.flushEpoch : zeros.eosEpoch;
+      for (; z < zeros.length && epochOf[z] <= e; z++) ram.zeroPage(zeros.block[z], zeros.offset[z], zeros.fill[z]);
+      for (const w of byId) applyEpoch(w, e, ram, scratch, header);
+    }
+    const sha256 = ram.finish();
+    return {
+      files: reports,
+      blocks: ram.blocks,
+      syncMarker,
+      ramOut: opts.ramOut ?? null,
+      sha256,
+      pagesWritten: ram.pagesWritten,
+      zeroPagesApplied: ram.zeroPagesApplied,
+      errors: reports.filter((r) => r.error !== null).length,
+    };
+  } finally {
+    ram.close();
+  }
+}
+
+function classifyFile(path: string): CaptureFileReport {
+  const report: CaptureFileReport = { path, bytes: 0, kind: 'unknown', magic: '', channel: null, main: null, error: null, note: null };
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    report.note = `cannot read: ${(err as Error).message}`;
+    report.error = new MigrationError('MIGRATION_CONFIG_INVALID', `${path}: ${(err as Error).message}`).toJSON();
+    return report;
+  }
+  try {
+    report.bytes = fstatSync(fd).size;
+    const head = Buffer.alloc(4);
+    const n = readSync(fd, head, 0, 4, 0);
+    if (n < 4) {
+      report.magic = `${n} bytes`;
+      report.error = new ChannelShortHandshakeError(`${path}: ${n} bytes, too short to tell what connection it is`, {
+        expected: 'at least 4 bytes', received: `${n} bytes`, field: 'magic',
+      }).toJSON();
+      return report;
+    }
+    const magic = readU32(head, 0);
+    report.magic = describeMagic(magic);
+    if (magic === QEMU_VM_MAGIC) report.kind = 'qemu-main';
+    else if (magic === MULTIFD_MAGIC) report.kind = 'multifd';
+    else if (magic === MAIN_MAGIC) {
+      report.kind = 'multifd-main';
+      report.note = "this product's own main channel: not decoded by inspect";
+    } else {
+      report.error = new ChannelBadMagicError(
+        `${path}: starts with ${describeMagic(magic)}, which is neither QEMU's main stream ("QEVM") nor a multifd channel (0x11223344)`,
+        { expected: '0x5145564d or 0x11223344', received: `0x${magic.toString(16).padStart(8, '0')}`, field: 'magic' },
+      ).toJSON();
+    }
+    return report;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function decodeMain(report: CaptureFileReport, ram: RamFile, zeros: ZeroRecords, multifd: boolean): QemuMainSummary {
+  let eos = 0;
+  let flush = 0;
+  const decoder = new QemuMainDecoder({
+    blocks: (list) => ram.setBlocks(list),
+    marker: (kind) => (kind === 'eos' ? eos++ : flush++),
+    zeroPage: (block, offset, fill) => {
+      const i = ram.blockIndex(block.name)!;
+      if (multifd) zeros.push(eos, flush, i, offset, fill);
+      else ram.zeroPage(i, offset, fill);
+    },
+    page: (block, offset, data) => ram.writePages(ram.blockIndex(block.name)!, offset, data),
+  });
+  const fd = openSync(report.path, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(CHUNK);
+    for (let pos = 0; !decoder.finished; ) {
+      const n = readSync(fd, buf, 0, CHUNK, pos);
+      if (n === 0) {
+        decoder.end();
+        break;
+      }
+      decoder.write(buf.subarray(0, n));
+      pos += n;
+    }
+  } catch (err) {
+    report.error = asMigrationError(err).toJSON();
+  } finally {
+    closeSync(fd);
+  }
+  const s = decoder.summary;
+  // The decoder counts what it was given; the file may hold more after where it stopped.
+  s.bytes = report.bytes;
+  if (s.stopped) report.note = `decoded up to ${s.stopped.at} at byte ${s.stopped.offset}: ${s.stopped.reason}`;
+  report.main = s;
+  return s;
+}
+
+function checkHandshakes(
+  files: CaptureFileReport[],
+  opts: InspectOptions,
+  main: QemuMainSummary | null,
+): Array<{ report: CaptureFileReport; summary: ChannelSummary }> {
+  const heads = files.map((report) => {
+    const buf = Buffer.alloc(HANDSHAKE_SIZE);
+    const fd = openSync(report.path, 'r');
+    try {
+      return { report, buf, n: readSync(fd, buf, 0, HANDSHAKE_SIZE, 0) };
+    } finally {
+      closeSync(fd);
+    }
+  });
+  // The expected uuid: given, or the main stream's, or the one most channels carry.
+  let expected = opts.uuid ?? main?.uuid ?? null;
+  if (expected === null) {
+    const votes = new Map<string, number>();
+    for (const h of heads) {
+      if (h.n < HANDSHAKE_SIZE) continue;
+      const u = bytesToUuid(h.buf.subarray(8, 24));
+      votes.set(u, (votes.get(u) ?? 0) + 1);
+    }
+    let best = 0;
+    for (const [u, v] of votes) if (v > best) [expected, best] = [u, v];
+  }
+  const channels = opts.channels ?? files.length;
+  const taken = new Map<number, string>();
+  const out: Array<{ report: CaptureFileReport; summary: ChannelSummary }> = [];
+  for (const { report, buf, n } of heads) {
+    if (n < HANDSHAKE_SIZE) {
+      report.error = new ChannelShortHandshakeError(`${report.path}: ${n} bytes, a multifd handshake is ${HANDSHAKE_SIZE}`, {
+        expected: `${HANDSHAKE_SIZE} bytes`, received: `${n} bytes`, field: 'handshake',
+      }).toJSON();
+      continue;
+    }
+    const h = decodeHandshake(buf);
+    const err = checkHandshake(h, { uuid: expected ? uuidToBytes(expected) : null, channels, isTaken: (id) => taken.has(id) }, {});
+    if (err) {
+      const detail = err instanceof ChannelIdDuplicateError ? ` (also in ${taken.get(h.id)})` : err instanceof ChannelUuidMismatchError && !opts.uuid && !main?.uuid ? ' (the uuid most channels carry)' : '';
+      report.error = { ...err.toJSON(), message: `${report.path}: ${err.message}${detail}` };
+      continue;
+    }
+    taken.set(h.id, report.path);
+    const summary: ChannelSummary = {
+      id: h.id, uuid: bytesToUuid(h.uuid), packets: 0, syncs: 0, pages: 0, zeroPages: 0, payloadBytes: 0,
+      firstPacketNum: null, lastPacketNum: null, repeatedPacketNums: 0, pagesAlloc: null,
+    };
+    report.channel = summary;
+    out.push({ report, summary });
+  }
+  return out;
+}
+
+/** Reads the fixed part of the header at `pos` to learn pages_alloc, then the whole header. */
+function readHeader(fd: number, pos: number, fileSize: number, buf: Buffer, slots: number | null): { size: number; slots: number } | null {
+  if (pos + PACKET_FIXED_SIZE > fileSize) return null;
+  readSync(fd, buf, 0, PACKET_FIXED_SIZE, pos);
+  const alloc = slots ?? Math.min(readU32(buf, PACKET_OFFSET_PAGES_ALLOC), MAX_PAGES_ALLOC);
+  const size = packetHeaderSize(alloc);
+  if (pos + size > fileSize) return null;
+  readSync(fd, buf, 0, size, pos);
+  return { size, slots: alloc };
+}
+
+function scanChannel(report: CaptureFileReport, summary: ChannelSummary, ram: RamFile): ChannelWork {
+  const work: ChannelWork = { report, path: report.path, summary, packetPos: [], packetEpoch: [], epochs: 0 };
+  const fd = openSync(report.path, 'r');
+  const buf = Buffer.allocUnsafe(packetHeaderSize(MAX_PAGES_ALLOC));
+  const ctx = { channel: summary.id, blockSize: (name: string) => ram.blockSize(name), compression: 0 };
+  let h: PacketHeader | undefined;
+  let pos = HANDSHAKE_SIZE;
+  let last: bigint | null = null;
+  try {
+    while (pos < report.bytes) {
+      const got = readHeader(fd, pos, report.bytes, buf, summary.pagesAlloc);
+      if (!got) {
+        const need = summary.pagesAlloc === null ? PACKET_FIXED_SIZE : packetHeaderSize(summary.pagesAlloc);
+        throw new PacketShortPayloadError(`channel ${summary.id}: file ends ${report.bytes - pos} bytes into a packet header`, {
+          channel: summary.id, field: 'header', expected: `${need} bytes`, received: `${report.bytes - pos} bytes`,
+        });
+      }
+      h = decodePacketHeader(buf.subarray(0, got.size), got.slots, h, { channel: summary.id });
+      summary.pagesAlloc ??= got.slots;
+      const method = h.flags & FLAG_COMPRESSION_MASK;
+      if (method !== 0) {
+        report.note = `packet ${h.packetNum} uses ${compressionName(method)} compression: compressed multifd payloads are not decoded, the channel stops there`;
+        break;
+      }
+      checkPacket(h, ctx, got.slots);
+      const payload = h.normalPages * PAGE_SIZE;
+      if (pos + got.size + payload > report.bytes) {
+        throw new PacketShortPayloadError(`channel ${summary.id}: file ends inside the payload of packet ${h.packetNum}`, {
+          channel: summary.id, field: 'payload', expected: `${payload} bytes`, received: `${report.bytes - pos - got.size} bytes`,
+        });
+      }
+      work.packetPos.push(pos);
+      work.packetEpoch.push(work.epochs);
+      if (h.flags & FLAG_SYNC) {
+        summary.syncs++;
+        work.epochs++;
+      }
+      summary.packets++;
+      summary.pages += h.normalPages;
+      summary.zeroPages += h.zeroPages;
+      summary.payloadBytes += payload;
+      if (last !== null && h.packetNum === last) summary.repeatedPacketNums++;
+      last = h.packetNum;
+      summary.firstPacketNum ??= String(h.packetNum);
+      summary.lastPacketNum = String(h.packetNum);
+      pos += got.size + payload;
+    }
+  } catch (err) {
+    report.error = asMigrationError(err, { channel: summary.id }).toJSON();
+  } finally {
+    closeSync(fd);
+  }
+  return work;
+}
+
+/** Blocks as the packets name them, each as large as its highest page. */
+function inferBlocks(channels: Array<{ report: CaptureFileReport; summary: ChannelSummary }>, ram: RamFile): void {
+  const size = new Map<string, number>();
+  const buf = Buffer.allocUnsafe(packetHeaderSize(MAX_PAGES_ALLOC));
+  for (const { report, summary } of channels) {
+    const fd = openSync(report.path, 'r');
+    try {
+      let slots: number | null = null;
+      let h: PacketHeader | undefined;
+      for (let pos = HANDSHAKE_SIZE; pos < report.bytes; ) {
+        const got = readHeader(fd, pos, report.bytes, buf, slots);
+        if (!got) break;
+        slots ??= got.slots;
+        try {
+          h = decodePacketHeader(buf.subarray(0, got.size), got.slots, h, { channel: summary.id });
+        } catch {
+          break; // scanChannel reports it
+        }
+        if (h.flags & FLAG_COMPRESSION_MASK) break;
+        for (const off of h.offsets) size.set(h.ramblock, Math.max(size.get(h.ramblock) ?? 0, off + PAGE_SIZE));
+        pos += got.size + h.normalPages * PAGE_SIZE;
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+  ram.setBlocks([...size].map(([name, s]) => ({ name, size: s })));
+}
+
+function applyEpoch(w: ChannelWork, epoch: number, ram: RamFile, scratch: Buffer, header: Buffer): void {
+  if (w.packetPos.length === 0) return;
+  const fd = openSync(w.path, 'r');
+  const slots = w.summary.pagesAlloc!;
+  let h: PacketHeader | undefined;
+  try {
+    for (let i = 0; i < w.packetPos.length; i++) {
+      if (w.packetEpoch[i] !== epoch) continue;
+      const pos = w.packetPos[i];
+      const size = packetHeaderSize(slots);
+      readSync(fd, header, 0, size, pos);
+      h = decodePacketHeader(header.subarray(0, size), slots, h, { channel: w.summary.id });
+      const block = ram.blockIndex(h.ramblock);
+      const used = h.normalPages + h.zeroPages;
+      if (used === 0 || block === undefined) continue;
+      // Payload: normal pages in offset[] order; write runs of contiguous offsets at once.
+      const payload = h.normalPages * PAGE_SIZE;
+      readSync(fd, scratch, 0, payload, pos + size);
+      for (let p = 0; p < h.normalPages; ) {
+        let q = p + 1;
+        while (q < h.normalPages && h.offsets[q] === h.offsets[q - 1] + PAGE_SIZE) q++;
+        ram.writePages(block, h.offsets[p], scratch.subarray(p * PAGE_SIZE, q * PAGE_SIZE));
+        p = q;
+      }
+      for (let p = h.normalPages; p < used; p++) ram.zeroPage(block, h.offsets[p], 0);
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function writeAll(fd: number, data: Uint8Array, position: number): void {
+  for (let done = 0; done < data.length; ) {
+    done += writeSync(fd, data, done, data.length - done, position + done);
+  }
+}
+
