@@ -18,7 +18,6 @@
  * out; the CLI also on SIGINT/SIGTERM (a caller embedding runQemu calls cleanupAllNow).
  */
 import { randomUUID } from 'node:crypto';
-import { open } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,7 +26,8 @@ import {
   QEMU_X86_64, QemuProcess, cleanupAllNow, createRamFile, describeQemuExit, findExecutable,
   makeTempDir, pausedGuestArgs, removePath, waitForSocket, type ProcessStats,
 } from '../lib/qemu/process';
-import { QmpClient, type QmpObject } from '../lib/qemu/qmp';
+import { QmpClient } from '../lib/qemu/qmp';
+import { compareFiles, configureMultifd, num, startIncoming, waitTerminal } from '../lib/qemu/migrate';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -85,85 +85,7 @@ export interface QemuRun {
   loadAvg1: number;
 }
 
-type QueryMigrate = {
-  status?: string;
-  'error-desc'?: string;
-  'total-time'?: number;
-  'setup-time'?: number;
-  downtime?: number;
-  'socket-address'?: Array<{ type?: string; host?: string; port?: string }>;
-  ram?: Record<string, number>;
-};
-
-const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
-const POLL_MS = 250;
 const START_TIMEOUT_MS = 15_000;
-const STATS_WAIT_MS = 5000;
-
-const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
-
-/**
- * Resolves when the migration on `qmp` is 'completed', with when that was seen (whichever
- * comes first of the MIGRATION event and a query-migrate poll) and query-migrate's figures.
- * Rejects on 'failed' or 'cancelled' (with QEMU's error-desc), or after timeoutMs.
- */
-async function waitTerminal(qmp: QmpClient, who: string, timeoutMs: number, waitForTotalTime: boolean): Promise<{ status: string; at: number; info: QueryMigrate }> {
-  // Ends the loser of the race below: the event wait (its timer) and the poll loop.
-  const race = new AbortController();
-  const event = qmp
-    .waitForEvent('MIGRATION', { match: (e) => TERMINAL.has(String(e.data.status)), timeoutMs, signal: race.signal })
-    .then((e) => ({ status: String(e.data.status), at: e.receivedAt }));
-  const poll = (async () => {
-    const deadline = Date.now() + timeoutMs;
-    while (!race.signal.aborted && Date.now() < deadline) {
-      const info = await qmp.execute<QueryMigrate>('query-migrate');
-      if (info.status && TERMINAL.has(info.status)) return { status: info.status, at: Date.now() };
-      await new Promise((r) => setTimeout(r, POLL_MS));
-    }
-    // Out of time (or lost the race): the event's wait rejects with the clear message.
-    return new Promise<never>(() => undefined);
-  })();
-  try {
-    const first = await Promise.race([event, poll]);
-    let info = await qmp.execute<QueryMigrate>('query-migrate');
-    if (first.status !== 'completed') throw new Error(`QEMU ${who}: migration ${first.status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}`);
-    // The source announces 'completed' a moment before it works out its final figures
-    // (query-migrate then shows total-time 0): ask again until they are there.
-    for (const until = Date.now() + STATS_WAIT_MS; waitForTotalTime && !(num(info['total-time']) ?? 0) && Date.now() < until; ) {
-      await new Promise((r) => setTimeout(r, 10));
-      info = await qmp.execute<QueryMigrate>('query-migrate');
-    }
-    return { ...first, info };
-  } finally {
-    race.abort();
-    // The loser settles later (or never); its rejection is expected and handled here.
-    event.catch(() => undefined);
-    poll.catch(() => undefined);
-  }
-}
-
-/** First differing byte of two files of `bytes` bytes, or null when identical. */
-async function compareFiles(a: string, b: string, bytes: number): Promise<number | null> {
-  const CHUNK = 16 * MiB;
-  const [fa, fb] = await Promise.all([open(a, 'r'), open(b, 'r')]);
-  try {
-    const [sa, sb] = await Promise.all([fa.stat(), fb.stat()]);
-    if (sa.size !== bytes || sb.size !== bytes) return Math.min(sa.size, sb.size, bytes);
-    const ba = Buffer.allocUnsafe(CHUNK);
-    const bb = Buffer.allocUnsafe(CHUNK);
-    for (let off = 0; off < bytes; off += CHUNK) {
-      const n = Math.min(CHUNK, bytes - off);
-      const [ra, rb] = await Promise.all([fa.read(ba, 0, n, off), fb.read(bb, 0, n, off)]);
-      if (ra.bytesRead !== n || rb.bytesRead !== n) return off + Math.min(ra.bytesRead, rb.bytesRead);
-      if (!ba.subarray(0, n).equals(bb.subarray(0, n))) {
-        for (let i = 0; i < n; i++) if (ba[i] !== bb[i]) return off + i;
-      }
-    }
-    return null;
-  } finally {
-    await Promise.all([fa.close(), fb.close()]);
-  }
-}
 
 /** A fresh RAM file of `bytes` random bytes in shmDir; remove it with removePath (or cleanupAllNow). */
 export async function makeSourceRam(bytes: number, shmDir = '/dev/shm'): Promise<string> {
@@ -214,31 +136,12 @@ export async function runQemu(channels: number, ramBytes: number, opts: QemuRunO
     const qemuVersion = v ? `${v.qemu.major}.${v.qemu.minor}.${v.qemu.micro}${v.package ? ` (${v.package.trim()})` : ''}` : '?';
 
     // The destination must know the capabilities and channel count before migrate-incoming.
-    const caps: QmpObject = { capabilities: [{ capability: 'multifd', state: true }, { capability: 'events', state: true }] };
-    for (const side of [dst, src]) {
-      await side.qmp.execute('migrate-set-capabilities', caps);
-      await side.qmp.execute('migrate-set-parameters', { 'multifd-channels': channels });
-    }
-    await src.qmp.execute('migrate-set-parameters', { 'max-bandwidth': maxBandwidth });
-
-    // Read back what QEMU will use: a silently ignored setting would make the numbers lie.
-    const readBack = async (qmp: QmpClient) => {
-      const c = await qmp.execute<Array<{ capability: string; state: boolean }>>('query-migrate-capabilities');
-      const p = await qmp.execute<Record<string, unknown>>('query-migrate-parameters');
-      return { multifd: c.some((x) => x.capability === 'multifd' && x.state), channels: num(p['multifd-channels']) ?? -1, maxBandwidth: num(p['max-bandwidth']) ?? -1 };
-    };
-    const [rs, rd] = [await readBack(src.qmp), await readBack(dst.qmp)];
+    const rd = await configureMultifd(dst.qmp, channels);
+    const rs = await configureMultifd(src.qmp, channels, maxBandwidth);
     const settings = { multifd: rs.multifd, multifdChannels: rs.channels, maxBandwidth: rs.maxBandwidth, destMultifd: rd.multifd, destChannels: rd.channels };
-    if (!rs.multifd || !rd.multifd || rs.channels !== channels || rd.channels !== channels || rs.maxBandwidth !== maxBandwidth) {
-      throw new Error(`QEMU did not take the settings: ${JSON.stringify(settings)}`);
-    }
 
     // Port 0: the kernel picks a free one, which the destination reports in query-migrate.
-    await dst.qmp.execute('migrate-incoming', { uri: 'tcp:127.0.0.1:0' });
-    const incoming = await dst.qmp.execute<QueryMigrate>('query-migrate');
-    const port = incoming['socket-address']?.find((a) => a.type === 'inet')?.port;
-    if (!port) throw new Error(`QEMU dst: no listening port in query-migrate: ${JSON.stringify(incoming)}`);
-    const uri = `tcp:127.0.0.1:${port}`;
+    const uri = `tcp:127.0.0.1:${await startIncoming(dst.qmp)}`;
 
     const loadAvg1 = os.loadavg()[0];
     log(`qemu ${channels} ch: migrating ${ramBytes / MiB} MiB to ${uri}`);

@@ -1,8 +1,8 @@
 /**
  * Installs what the project needs and is missing, using only Node's own modules (it runs
  * before node_modules exists): npm packages from the lock file, the console's production
- * Next.js build when its sources changed, and for the browser tests Debian's chromium via
- * apt-get.
+ * Next.js build when its sources changed, and Debian's chromium (browser tests) and
+ * qemu-system-x86 (tests against real QEMU) via apt-get.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
@@ -28,18 +28,36 @@ export function ensureNodeModules() {
 }
 
 export const CHROMIUM = '/usr/bin/chromium';
+export const QEMU = '/usr/bin/qemu-system-x86_64';
 
-/** Debian's chromium for Playwright; apt-get when root, else the exact command to run. */
-export function ensureChromium() {
-  if (existsSync(CHROMIUM)) return;
+let aptUpdated = false;
+
+/**
+ * A Debian package that provides `file`: apt-get (update once per run, then install) when
+ * root, else the exact command to run, and exit.
+ */
+function ensureDebian(pkg, file, why) {
+  if (existsSync(file)) return;
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   if (!isRoot) {
-    console.error(`[ensure] ${CHROMIUM} is missing and this is not root. Run:\n  sudo apt-get update && sudo apt-get install -y chromium\nthen run the command again.`);
+    console.error(`[ensure] ${file} (${why}) is missing and this is not root. Run:\n  sudo apt-get update && sudo apt-get install -y ${pkg}\nthen run the command again.`);
     process.exit(1);
   }
-  console.error('[ensure] installing Debian chromium (apt-get)');
-  run('apt-get', ['update'], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-  run('apt-get', ['install', '-y', '--no-install-recommends', 'chromium'], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  console.error(`[ensure] installing Debian ${pkg} (apt-get)`);
+  if (!aptUpdated) run('apt-get', ['update'], { env });
+  aptUpdated = true;
+  run('apt-get', ['install', '-y', '--no-install-recommends', pkg], { env });
+}
+
+/** Debian's chromium for Playwright. */
+export function ensureChromium() {
+  ensureDebian('chromium', CHROMIUM, 'for the browser tests');
+}
+
+/** Debian's QEMU 7.2, for the tests that migrate real QEMU guests. */
+export function ensureQemu() {
+  ensureDebian('qemu-system-x86', QEMU, 'for the tests against real QEMU');
 }
 
 /**

@@ -12,7 +12,7 @@
 import { spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { ensureChromium, ensureNextBuild, ensureNodeModules, nodeVersionOk, root } from './ensure.mjs';
+import { ensureChromium, ensureNextBuild, ensureNodeModules, ensureQemu, nodeVersionOk, root } from './ensure.mjs';
 
 nodeVersionOk();
 ensureNodeModules();
@@ -107,6 +107,8 @@ function testFiles(dirs) {
 const bin = (name) => path.join(root, 'node_modules', '.bin', name);
 
 await step('typecheck', bin('tsc'), ['--noEmit', '-p', '.']);
+// The integration tests migrate real QEMU guests: qemu-system-x86 from Debian when missing.
+inline('qemu-system-x86 for the QEMU tests', ensureQemu);
 await step('unit and integration tests', process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...testFiles(['lib', 'server', 'bench'])]);
 
 // The summary is printed however this ends: ensureChromium() exits (code 1) with the exact

@@ -30,7 +30,8 @@ export const SerializedErrorSchema = z.object({
   missing: z.array(z.number().int()).nullable(),
 });
 
-export const RoleSchema = z.enum(['source', 'destination']);
+/** 'relay': a relay's view of a migration between two QEMUs (lib/qemu/relay.ts). */
+export const RoleSchema = z.enum(['source', 'destination', 'relay']);
 export type Role = z.infer<typeof RoleSchema>;
 
 const MIB = 1024 * 1024;

@@ -2,6 +2,7 @@
  * Faults the source can inject per channel (DESIGN 7.2): `chK:KIND[:ARG]`.
  */
 import { ConfigInvalidError } from '../errors';
+import { MULTIFD_VERSION, encodeHandshake } from '../protocol';
 
 /**
  * Handshake faults (what channel K sends instead of its handshake) and stream faults (what
@@ -73,4 +74,41 @@ export function parseFault(spec: string, channels: number): Fault {
   throw new ConfigInvalidError(
     `--inject ${spec}: unknown fault; expected uuid, dup, id-N, id-big, magic, version, truncate[:BYTES], stall, drop:BYTES, bad-header:FIELD or slow:RATE`,
   );
+}
+
+/**
+ * The handshake channel `id` sends under fault `f` (none: the true one): a wrong uuid, a
+ * neighbour's id, an id out of range, a bad magic or version, or only the first bytes
+ * (truncate). Null for stall, which sends nothing. The engine's source and the relay use it.
+ */
+export function faultyHandshake(f: Fault | null, uuid: Uint8Array, id: number, channels: number): Uint8Array | null {
+  const u = Uint8Array.from(uuid);
+  let magic: number | undefined;
+  let version = MULTIFD_VERSION;
+  switch (f?.kind) {
+    case 'stall':
+      return null;
+    case 'uuid':
+      u[0] ^= 0xff;
+      u[15] ^= 0xff;
+      break;
+    case 'dup':
+      id = (id + 1) % channels;
+      break;
+    case 'id':
+      id = f.n ?? channels;
+      break;
+    case 'id-big':
+      id = channels >= 200 ? 255 : 200;
+      break;
+    case 'magic':
+      magic = 0xdeadbeef;
+      break;
+    case 'version':
+      version = 7;
+      break;
+  }
+  const hs = encodeHandshake({ uuid: u, id: id & 0xff, magic, version });
+  if (f?.kind === 'truncate') return hs.subarray(0, Math.min(f.n ?? 20, hs.length));
+  return hs;
 }

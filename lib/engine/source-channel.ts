@@ -5,8 +5,8 @@
 import net from 'node:net';
 import type { ChannelSnapshot, ChannelState } from '../contracts';
 import { ChannelClosedError, ConnectFailedError, MigrationError, type SerializedError } from '../errors';
-import { MULTIFD_VERSION, encodeHandshake, uuidToBytes } from '../protocol';
-import type { Fault } from './faults';
+import { uuidToBytes } from '../protocol';
+import { faultyHandshake, type Fault } from './faults';
 import type { OutPacket } from './packer';
 import type { RateLimiter } from './ratelimit';
 import { RateMeter, emptyTimes, type ChannelTimes } from './stats';
@@ -92,37 +92,7 @@ export class SourceChannel {
 
   /** The 64 handshake bytes, with this channel's injected fault applied. */
   private handshakeBytes(uuid: string, channels: number): Uint8Array | null {
-    const f = this.fault;
-    let id = this.id;
-    const u = uuidToBytes(uuid);
-    let magic: number | undefined;
-    let version = MULTIFD_VERSION;
-    switch (f?.kind) {
-      case 'stall':
-        return null;
-      case 'uuid':
-        u[0] ^= 0xff;
-        u[15] ^= 0xff;
-        break;
-      case 'dup':
-        id = (this.id + 1) % channels;
-        break;
-      case 'id':
-        id = f.n ?? channels;
-        break;
-      case 'id-big':
-        id = channels >= 200 ? 255 : 200;
-        break;
-      case 'magic':
-        magic = 0xdeadbeef;
-        break;
-      case 'version':
-        version = 7;
-        break;
-    }
-    const hs = encodeHandshake({ uuid: u, id: id & 0xff, magic, version });
-    if (f?.kind === 'truncate') return hs.subarray(0, Math.min(f.n ?? 20, hs.length));
-    return hs;
+    return faultyHandshake(this.fault, uuidToBytes(uuid), this.id, channels);
   }
 
   /** Queues one packet (header and payload in one writev). False: wait for drain(). */

@@ -1,18 +1,21 @@
 /**
- * The `multifd` command line: `multifd dest`, `multifd migrate`, `multifd inspect`.
+ * The `multifd` command line: `multifd dest`, `multifd migrate`, `multifd relay`,
+ * `multifd inspect`.
  */
 import { isMigrationError } from '../../lib/errors';
 import { EXIT_FAILED, EXIT_USAGE, UsageError } from './args';
 import { DEST_USAGE, destCommand } from './dest';
 import { INSPECT_USAGE, inspectCommand } from './inspect';
 import { MIGRATE_USAGE, migrateCommand } from './migrate';
+import { RELAY_USAGE, relayCommand } from './relay';
 
 const USAGE = `usage: multifd <command> [options]
 
 commands:
   dest      receive migrations:   multifd dest --listen 127.0.0.1:4444 --channels 8
   migrate   migrate a guest:      multifd migrate --to 127.0.0.1:4444 --channels 8 --ram-size 1GiB
-  inspect   read a capture:       multifd inspect --ram-out ram.img main.bin ch-*.bin
+  relay     watch a QEMU migration: multifd relay --listen 127.0.0.1:5600 --to 127.0.0.1:5601 --record cap/
+  inspect   read a capture:       multifd inspect --ram-out ram.img cap/1/*.bin
 
 'multifd <command> --help' shows a command's options.
 `;
@@ -21,6 +24,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage
   dest: { run: destCommand, usage: DEST_USAGE },
   migrate: { run: migrateCommand, usage: MIGRATE_USAGE },
   inspect: { run: inspectCommand, usage: INSPECT_USAGE },
+  relay: { run: relayCommand, usage: RELAY_USAGE },
 };
 
 export async function main(argv: string[]): Promise<number> {
