@@ -28,6 +28,7 @@ import {
 } from '../lib/qemu/process';
 import { QmpClient } from '../lib/qemu/qmp';
 import { compareFiles, configureMultifd, num, startIncoming, waitTerminal } from '../lib/qemu/migrate';
+import { QemuRelay, type RelaySessionSummary } from '../lib/qemu/relay';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -47,6 +48,8 @@ export interface QemuRunOptions {
   timeoutMs?: number;
   /** Source max-bandwidth, bytes/s. Default 1 TiB/s: no limit in practice. */
   maxBandwidth?: number;
+  /** Migrate through `multifd relay` (in this process), recording into `record` when given. */
+  relay?: { record?: string | null } | null;
   log?: (s: string) => void;
 }
 
@@ -83,6 +86,8 @@ export interface QemuRun {
   source: ProcessStats | null;
   destination: ProcessStats | null;
   loadAvg1: number;
+  /** Through the relay: its verdict and per-channel bytes; null without. */
+  relay: { state: string; transferred: number; channels: Array<{ id: number; bytes: number; pages: number }>; files: string[] } | null;
 }
 
 const START_TIMEOUT_MS = 15_000;
@@ -112,6 +117,7 @@ export async function runQemu(channels: number, ramBytes: number, opts: QemuRunO
   const dstRam = path.join(shmDir, `${tag}-dst.ram`);
   const procs: QemuProcess[] = [];
   const clients: QmpClient[] = [];
+  let relay: QemuRelay | null = null;
   try {
     if (ownSource) await createRamFile(srcRam, ramBytes, 'random');
     await createRamFile(dstRam, ramBytes, 'zero');
@@ -141,7 +147,14 @@ export async function runQemu(channels: number, ramBytes: number, opts: QemuRunO
     const settings = { multifd: rs.multifd, multifdChannels: rs.channels, maxBandwidth: rs.maxBandwidth, destMultifd: rd.multifd, destChannels: rd.channels };
 
     // Port 0: the kernel picks a free one, which the destination reports in query-migrate.
-    const uri = `tcp:127.0.0.1:${await startIncoming(dst.qmp)}`;
+    const port = await startIncoming(dst.qmp);
+    let uri = `tcp:127.0.0.1:${port}`;
+    let relayDone: Promise<RelaySessionSummary> | null = null;
+    if (opts.relay) {
+      relay = new QemuRelay({ listenHost: '127.0.0.1', listenPort: 0, toHost: '127.0.0.1', toPort: port, record: opts.relay.record ?? null, channels });
+      relayDone = new Promise((resolve) => relay!.onSession(resolve));
+      uri = `tcp:127.0.0.1:${(await relay.listen()).port}`;
+    }
 
     const loadAvg1 = os.loadavg()[0];
     log(`qemu ${channels} ch: migrating ${ramBytes / MiB} MiB to ${uri}`);
@@ -153,6 +166,7 @@ export async function runQemu(channels: number, ramBytes: number, opts: QemuRunO
     const info = done.info;
     const ram = info.ram ?? {};
 
+    const relayed = relayDone ? await relayDone : null;
     const source = src.proc.stats();
     const destination = dst.proc.stats();
     await Promise.all(clients.map((c) => c.close()));
@@ -192,6 +206,12 @@ export async function runQemu(channels: number, ramBytes: number, opts: QemuRunO
       source,
       destination,
       loadAvg1,
+      relay: relayed && {
+        state: relayed.state,
+        transferred: relayed.snapshot.transferred,
+        channels: relayed.snapshot.channels.map((c) => ({ id: c.id, bytes: c.bytes, pages: c.pages })),
+        files: relayed.files,
+      },
     };
   } catch (err) {
     // Say which QEMU said what: the QMP error alone rarely tells why.
@@ -199,6 +219,7 @@ export async function runQemu(channels: number, ramBytes: number, opts: QemuRunO
     if (dead.length) throw new Error(`${(err as Error).message}\n${dead.map((p) => `${p.describe()} exited with ${describeQemuExit(p.exit!)}`).join('\n')}`, { cause: err });
     throw err;
   } finally {
+    await relay?.close();
     await Promise.all(clients.map((c) => c.close()));
     for (const p of procs) await p.stop(1000).catch((e: unknown) => log(`qemu cleanup: ${(e as Error).message}`));
     removePath(dstRam);
@@ -209,12 +230,16 @@ export async function runQemu(channels: number, ramBytes: number, opts: QemuRunO
 
 // ---- alone ---------------------------------------------------------------------------------------
 
-const USAGE = `usage: node --import tsx bench/qemu.ts [--channels N] [--ram SIZE] [--binary PATH] [--json]
+const USAGE = `usage: node --import tsx bench/qemu.ts [--channels N] [--ram SIZE] [--binary PATH] [--relay [--record DIR]] [--compare-relay N] [--json]
 
-  --channels N   multifd channels, 1..255 (default 4)
-  --ram SIZE     guest RAM, whole MiB: 256MiB, 2GiB (default 256MiB)
-  --binary PATH  qemu-system-x86_64 (default: from PATH)
-  --json         print the whole result as JSON
+  --channels N       multifd channels, 1..255 (default 4)
+  --ram SIZE         guest RAM, whole MiB: 256MiB, 2GiB (default 256MiB)
+  --binary PATH      qemu-system-x86_64 (default: from PATH)
+  --relay            migrate through multifd's relay (in this process)
+  --record DIR       with --relay: record each connection under DIR (for 'multifd inspect')
+  --compare-relay N  N migrations straight and N through the relay, alternating, on one
+                     source RAM file; prints the medians and the relay's cost
+  --json             print the whole result as JSON
 `;
 
 function parseRam(s: string): number {
@@ -227,7 +252,10 @@ async function cli(): Promise<number> {
   let values;
   try {
     ({ values } = parseArgs({
-      options: { channels: { type: 'string' }, ram: { type: 'string' }, binary: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        channels: { type: 'string' }, ram: { type: 'string' }, binary: { type: 'string' }, json: { type: 'boolean' },
+        relay: { type: 'boolean' }, record: { type: 'string' }, 'compare-relay': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      },
       strict: true,
       allowPositionals: false,
     }));
@@ -250,13 +278,18 @@ async function cli(): Promise<number> {
   try {
     const channels = Number(values.channels ?? 4);
     const ramBytes = parseRam(values.ram ?? '256MiB');
-    const r = await runQemu(channels, ramBytes, { binary: values.binary, log: (s) => process.stderr.write(`[qemu] ${s}\n`) });
+    const log = (s: string) => process.stderr.write(`[qemu] ${s}\n`);
+    if (values['compare-relay'] !== undefined) return await compareRelay(channels, ramBytes, Number(values['compare-relay']), values.binary, Boolean(values.json), log);
+    const relay = values.relay ? { record: values.record ?? null } : null;
+    const r = await runQemu(channels, ramBytes, { binary: values.binary, log, relay });
     if (values.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
     else {
       process.stdout.write(
         `QEMU ${r.qemuVersion}, ${r.channels} channel(s), ${r.ramBytes / MiB} MiB: ${r.gibPerS.toFixed(2)} GiB/s ` +
           `(wall ${r.wallMs} ms; QEMU total-time ${r.totalTimeMs} ms = ${r.qemuGibPerS?.toFixed(2)} GiB/s, setup ${r.setupTimeMs} ms, downtime ${r.downtimeMs} ms), ` +
-          `transferred ${r.transferredBytes} B, multifd ${r.multifdBytes} B, dest done at ${r.destDoneMs} ms, ramEqual ${r.ramEqual}\n`,
+          `transferred ${r.transferredBytes} B, multifd ${r.multifdBytes} B, dest done at ${r.destDoneMs} ms, ramEqual ${r.ramEqual}` +
+          (r.relay ? `; relay ${r.relay.state}, ${r.relay.channels.map((c) => `ch${c.id} ${c.bytes} B`).join(', ')}${r.relay.files.length ? `, recorded ${r.relay.files.join(' ')}` : ''}` : '') +
+          '\n',
       );
     }
     return r.ramEqual ? 0 : 1;
@@ -264,6 +297,43 @@ async function cli(): Promise<number> {
     process.stderr.write(`bench/qemu: ${(err as Error).message}\n`);
     return 1;
   }
+}
+
+/** The relay's cost: n straight and n relayed runs, alternating, on the same source RAM. */
+async function compareRelay(channels: number, ramBytes: number, n: number, binary: string | undefined, json: boolean, log: (s: string) => void): Promise<number> {
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--compare-relay takes a number of runs, got ${n}`);
+  const sourceRamFile = await makeSourceRam(ramBytes);
+  const runs: { direct: QemuRun[]; relayed: QemuRun[] } = { direct: [], relayed: [] };
+  try {
+    for (let i = 0; i < n; i++) {
+      // Alternate which goes first, so neither always follows the other.
+      for (const relayed of i % 2 === 0 ? [false, true] : [true, false]) {
+        const r = await runQemu(channels, ramBytes, { binary, log, sourceRamFile, relay: relayed ? {} : null });
+        if (!r.ramEqual || (relayed && r.relay?.state !== 'completed')) throw new Error(`run ${i + 1} ${relayed ? 'through the relay' : 'straight'}: RAM equal ${r.ramEqual}, relay ${r.relay?.state}`);
+        (relayed ? runs.relayed : runs.direct).push(r);
+        log(`${relayed ? 'relayed' : 'straight'} run ${i + 1}/${n}: total-time ${r.totalTimeMs} ms, wall ${r.wallMs} ms`);
+      }
+    }
+  } finally {
+    removePath(sourceRamFile);
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const d = median(runs.direct.map((r) => r.totalTimeMs ?? r.wallMs));
+  const r = median(runs.relayed.map((x) => x.totalTimeMs ?? x.wallMs));
+  const summary = {
+    channels, ramBytes, runs: n,
+    directMs: runs.direct.map((x) => x.totalTimeMs), relayedMs: runs.relayed.map((x) => x.totalTimeMs),
+    medianDirectMs: d, medianRelayedMs: r, costPct: ((r - d) / d) * 100,
+  };
+  if (json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+  else {
+    process.stdout.write(
+      `QEMU ${channels} channel(s), ${ramBytes / MiB} MiB, median of ${n}: straight ${d} ms (${(ramBytes / GiB / (d / 1000)).toFixed(2)} GiB/s), ` +
+        `through the relay ${r} ms (${(ramBytes / GiB / (r / 1000)).toFixed(2)} GiB/s): ${summary.costPct >= 0 ? '+' : ''}${summary.costPct.toFixed(1)} %\n` +
+        `  straight: ${summary.directMs.join(', ')} ms; relayed: ${summary.relayedMs.join(', ')} ms\n`,
+    );
+  }
+  return 0;
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

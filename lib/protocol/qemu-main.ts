@@ -253,6 +253,8 @@ export class QemuMainDecoder {
   /** Decodes what it can of `chunk`. Throws the first grammar error (and again on later writes). */
   write(chunk: Uint8Array): void {
     if (this.#error) throw this.#error;
+    // An empty write is nothing, in any state (after the description too).
+    if (chunk.length === 0) return;
     this.summary.bytes += chunk.length;
     if (this.#state === 'stopped') return;
     if (this.#state === 'done') return this.#afterVmdesc(chunk.length);
@@ -296,7 +298,8 @@ export class QemuMainDecoder {
       if (extra > 0) this.#afterVmdesc(extra);
       return;
     }
-    if (rest.length > 0 && state !== 'stopped') this.#carry = rest.slice();
+    // A copy: on a Buffer, slice() would be a view of memory the caller reuses.
+    if (rest.length > 0 && state !== 'stopped') this.#carry = new Uint8Array(rest);
   }
 
   /** The stream ended: an error if it ended inside an item. */
@@ -485,8 +488,9 @@ export class QemuMainDecoder {
         at,
       );
     }
+    // The CONTINUE block carries over from the previous ram section: QEMU's source keeps
+    // last_sent_block across sections, its destination last_recv_block likewise.
     this.#state = 'ram';
-    this.#block = null;
     return true;
   }
 
@@ -562,7 +566,7 @@ export class QemuMainDecoder {
 
   #recordBlock(c: Cursor, flags: number, at: number): QemuRamBlock {
     if (flags & RAM_SAVE_FLAG_CONTINUE) {
-      if (!this.#block) throw this.#bad('ram record', 'a block name (CONTINUE on the first record of a section)', 'CONTINUE', at);
+      if (!this.#block) throw this.#bad('ram record', 'a block name (CONTINUE before any record named a block)', 'CONTINUE', at);
       return this.#block;
     }
     const name = c.shortString();

@@ -56,8 +56,11 @@ interface Pair {
   uuid: string;
 }
 
-/** Two paused QEMUs set up for multifd, the destination listening; all of it undone when the test ends. */
-async function startPair(t: TestContext): Promise<Pair> {
+/**
+ * Two paused QEMUs set up for multifd with `channels` (0: multifd off), the destination
+ * listening; all of it undone when the test ends.
+ */
+async function startPair(t: TestContext, channels: number = CHANNELS): Promise<Pair> {
   const dir = makeTempDir('relay-test-');
   const uuid = randomUUID();
   const srcRam = `/dev/shm/multifd-relay-test-${process.pid}-${uuid.slice(0, 8)}-src.ram`;
@@ -84,8 +87,12 @@ async function startPair(t: TestContext): Promise<Pair> {
   };
   const dst = await start('dst');
   const src = await start('src');
-  await configureMultifd(dst.qmp, CHANNELS);
-  await configureMultifd(src.qmp, CHANNELS, 1024 ** 4);
+  if (channels > 0) {
+    await configureMultifd(dst.qmp, channels);
+    await configureMultifd(src.qmp, channels, 1024 ** 4);
+  } else {
+    await src.qmp.execute('migrate-set-parameters', { 'max-bandwidth': 1024 ** 4 });
+  }
   const port = await startIncoming(dst.qmp);
   return { src, dst, srcRam, dstRam, sha256, port, uuid };
 }
@@ -171,5 +178,23 @@ describe('relay between two real QEMU 7.2 processes', { skip }, () => {
     assert.equal(s.snapshot.error?.expected, pair.uuid);
     const ch2 = s.snapshot.channels.find((c) => c.id === 2);
     assert.equal(ch2?.state, 'rejected');
+  });
+
+  it('relays a migration without multifd (pages on the main stream), which inspect rebuilds too', async (t) => {
+    const pair = await startPair(t, 0);
+    const record = makeTempDir('relay-record-');
+    t.after(() => removePath(record));
+    const { session, uri } = await startRelay(t, pair, { record });
+    await pair.src.qmp.execute('migrate', { uri });
+    assert.equal((await waitTerminal(pair.src.qmp, 'src', TIMEOUT, true)).status, 'completed');
+    await waitTerminal(pair.dst.qmp, 'dst', TIMEOUT, false);
+    const s = await session;
+    assert.equal(s.state, 'completed', JSON.stringify(s.snapshot.error));
+    assert.deepEqual(s.snapshot.channels, []);
+    assert.deepEqual(s.files.map((f) => path.basename(f)), ['main.bin']);
+    const r = inspectCapture(s.files, { ramOut: path.join(record, 'ram.img') });
+    assert.equal(r.errors, 0, JSON.stringify(r.files.map((f) => f.error)));
+    assert.ok((r.files[0].main?.pages ?? 0) > 0, 'PAGE records on the main stream');
+    assert.equal(r.sha256, pair.sha256);
   });
 });
