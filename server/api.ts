@@ -3,7 +3,7 @@
  * stable error codes. 422 carries field errors; no request can crash the server.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { StartMigrationSchema, fieldErrors } from '../lib/contracts/console';
+import { StartMigrationSchema, StartQemuMigrationSchema, fieldErrors } from '../lib/contracts/console';
 import { MigrationError, isMigrationError } from '../lib/errors';
 import type { MigrationRegistry } from './registry';
 
@@ -64,6 +64,31 @@ export function createApi(registry: MigrationRegistry): (req: IncomingMessage, r
         } catch (err) {
           if (isMigrationError(err) && err.code === 'MIGRATION_CONFIG_INVALID') {
             fail(res, 422, err.code, err.message, { fields: { [err.field ?? '_']: [err.message] } });
+            return;
+          }
+          throw err;
+        }
+      },
+    ],
+    [
+      'POST',
+      /^\/api\/qemu\/migrations$/,
+      async (req, res) => {
+        const parsed = StartQemuMigrationSchema.safeParse(await readJson(req));
+        if (!parsed.success) {
+          fail(res, 422, 'MIGRATION_CONFIG_INVALID', 'the QEMU migration request is invalid', { fields: fieldErrors(parsed.error) });
+          return;
+        }
+        try {
+          send(res, 201, await registry.startQemu(parsed.data));
+        } catch (err) {
+          if (isMigrationError(err) && err.code === 'MIGRATION_CONFIG_INVALID') {
+            fail(res, 422, err.code, err.message, { fields: { [err.field ?? '_']: [err.message] } });
+            return;
+          }
+          // QEMU refused a command: its own words, as the upstream's answer.
+          if (isMigrationError(err) && err.code === 'MIGRATION_REMOTE_FAILED') {
+            fail(res, 502, err.code, err.message, { received: err.received });
             return;
           }
           throw err;

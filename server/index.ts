@@ -24,6 +24,10 @@ export interface ConsoleOptions {
   /** The embedded destination's listener (default 127.0.0.1, any port). */
   embeddedHost?: string;
   embeddedPort?: number;
+  /** QEMU mode: how long a destination QEMU may take to say how it ended (default 5 s). */
+  qemuWaitMs?: number;
+  /** QEMU mode: query-migrate period (default 500 ms). */
+  qemuPollMs?: number;
 }
 
 export interface RunningConsole {
@@ -35,11 +39,16 @@ export interface RunningConsole {
 export async function startConsole(opts: ConsoleOptions = {}): Promise<RunningConsole> {
   const host = opts.host ?? '127.0.0.1';
   const port = opts.port ?? 3000;
-  const history = openHistory(opts.dataDir ?? defaultDataDir());
+  const dataDir = opts.dataDir ?? defaultDataDir();
+  const history = openHistory(dataDir);
   history.markInterrupted();
   const embedded = new Destination({ host: opts.embeddedHost ?? '127.0.0.1', port: opts.embeddedPort ?? 0 });
   const emb = await embedded.listen();
-  const registry = new LocalRegistry(history, embedded);
+  const registry = new LocalRegistry(history, embedded, {
+    destinationWaitMs: opts.qemuWaitMs,
+    pollMs: opts.qemuPollMs,
+    recordRoot: path.join(dataDir, 'recordings'),
+  });
   const app = next({ dev: opts.dev ?? false, dir: ROOT, hostname: host, port });
   await app.prepare();
   const pages = app.getRequestHandler();

@@ -1,6 +1,7 @@
 /**
- * `node --import tsx server/main.ts [--listen HOST:PORT] [--data-dir DIR] [--dev]`:
- * serves the console (default http://127.0.0.1:3000; PORT and HOST are honoured too).
+ * `node --import tsx server/main.ts [--listen HOST:PORT] [--data-dir DIR] [--dev]
+ *  [--qemu-wait-ms MS] [--qemu-poll-ms MS]`: serves the console (default
+ * http://127.0.0.1:3000; PORT and HOST are honoured too).
  */
 import { parseArgs } from 'node:util';
 import { splitHostPort } from '../lib/engine';
@@ -11,14 +12,32 @@ const { values } = parseArgs({
     listen: { type: 'string' },
     'data-dir': { type: 'string' },
     dev: { type: 'boolean' },
+    'qemu-wait-ms': { type: 'string' },
+    'qemu-poll-ms': { type: 'string' },
   },
 });
+const msFlag = (name: string, v: string | undefined): number | undefined => {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) {
+    process.stderr.write(`multifd console: --${name} must be a whole number of ms, got "${v}"\n`);
+    process.exit(2);
+  }
+  return n;
+};
 const { host, port } = values.listen
   ? splitHostPort(values.listen, '--listen')
   : { host: process.env.HOST ?? '127.0.0.1', port: Number(process.env.PORT ?? 3000) };
 // Next's custom server installs process-wide error loggers that would keep a failed start (a
 // port in use) alive forever: say why and exit.
-const c = await startConsole({ host, port, dataDir: values['data-dir'], dev: values.dev }).catch((err: unknown) => {
+const c = await startConsole({
+  host,
+  port,
+  dataDir: values['data-dir'],
+  dev: values.dev,
+  qemuWaitMs: msFlag('qemu-wait-ms', values['qemu-wait-ms']),
+  qemuPollMs: msFlag('qemu-poll-ms', values['qemu-poll-ms']),
+}).catch((err: unknown) => {
   process.stderr.write(`multifd console: could not start: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(1);
 });

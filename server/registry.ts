@@ -8,19 +8,25 @@
 import { MigrationConfigSchema, type MigrationEvent, type MigrationSnapshot } from '../lib/contracts';
 import {
   INJECT_KINDS,
+  StartMigrationSchema,
   type EventBatch,
   type GuestSummary,
   type MigrationDetail,
   type MigrationSummary,
   type StartMigration,
+  type StartQemuMigration,
 } from '../lib/contracts/console';
 import { BusyError, ConfigInvalidError } from '../lib/errors';
 import { SourceMigration, parseFault, type Destination, type Fault, type FaultKind, type IncomingMigration } from '../lib/engine';
+import { RELAY_FAULTS } from '../lib/qemu/relay';
 import { Guest, formatWorkload, parseWorkload } from '../lib/guest';
 import type { HistoryStore } from './history';
+import { QemuMigration, type QemuMigrationOptions } from './qemu-migration';
 
 export interface MigrationRegistry {
   start(req: StartMigration): Promise<MigrationSummary>;
+  /** QEMU mode: two running QEMUs driven over QMP, watched through the relay. */
+  startQemu(req: StartQemuMigration): Promise<MigrationSummary>;
   cancel(id: string): Promise<MigrationSummary | null>;
   detail(id: string): MigrationDetail | null;
   timeline(id: string): MigrationEvent[] | null;
@@ -50,12 +56,21 @@ interface Live {
   pending: MigrationEvent[];
 }
 
+interface QemuLive {
+  migration: QemuMigration;
+  request: StartQemuMigration;
+  /** What the live view and history read as the config: the channel count and the faults. */
+  config: StartMigration;
+  pending: MigrationEvent[];
+}
+
 /** Browser updates: at most this often per migration, whatever the channel count. */
 const BATCH_MS = 250;
 
 export class LocalRegistry implements MigrationRegistry {
   private readonly hosted = new Map<string, Hosted>();
   private readonly live = new Map<string, Live>();
+  private readonly qemuLive = new Map<string, QemuLive>();
   private readonly batchListeners = new Set<(b: EventBatch) => void>();
   private readonly changeListeners = new Set<(what: 'migrations' | 'guests') => void>();
   private readonly flushTimer: NodeJS.Timeout;
@@ -65,6 +80,8 @@ export class LocalRegistry implements MigrationRegistry {
     private readonly history: HistoryStore,
     /** The embedded destination (loopback); `destination: 'embedded'` migrates to it. */
     private readonly embedded: Destination,
+    /** QEMU mode's timeouts and where its recordings go. */
+    private readonly qemuOptions: QemuMigrationOptions = {},
   ) {
     this.flushTimer = setInterval(() => this.flush(), BATCH_MS);
     this.offMigration = embedded.onMigration((m) => this.onIncoming(m));
@@ -116,6 +133,31 @@ export class LocalRegistry implements MigrationRegistry {
     return this.summaryOf(live);
   }
 
+  async startQemu(req: StartQemuMigration): Promise<MigrationSummary> {
+    const faults = parseFaults(req.inject, req.channels);
+    for (const f of faults) {
+      if (!RELAY_FAULTS.includes(f.kind)) {
+        throw new ConfigInvalidError(`fault ch${f.channel}:${f.kind}: the relay injects ${RELAY_FAULTS.join(', ')} into QEMU's traffic`, { field: 'inject', received: f.kind });
+      }
+    }
+    const migration = new QemuMigration(req, faults, this.qemuOptions);
+    const config = StartMigrationSchema.parse({ destination: 'embedded', channels: req.channels, maxBandwidth: req.maxBandwidth, inject: req.inject });
+    const live: QemuLive = { migration, request: req, config, pending: [] };
+    migration.events.on((e) => live.pending.push(e));
+    // Setup errors (QMP unreachable, QEMU refusing) go back to the caller; nothing is listed.
+    await migration.start();
+    this.qemuLive.set(migration.id, live);
+    this.saveQemu(live);
+    void migration.done.then(() => {
+      this.flush();
+      this.saveQemu(live);
+      this.qemuLive.delete(migration.id);
+      this.changed('migrations');
+    });
+    this.changed('migrations');
+    return this.qemuSummary(live);
+  }
+
   private onIncoming(m: IncomingMigration): void {
     const live = this.live.get(m.id);
     if (!live) return; // a migration from elsewhere into our embedded destination: its own events
@@ -142,6 +184,11 @@ export class LocalRegistry implements MigrationRegistry {
   }
 
   async cancel(id: string): Promise<MigrationSummary | null> {
+    const q = this.qemuLive.get(id);
+    if (q) {
+      await q.migration.cancel();
+      return this.qemuSummary(q);
+    }
     const live = this.live.get(id);
     if (live) {
       await live.source.cancel('cancelled by operator');
@@ -151,6 +198,8 @@ export class LocalRegistry implements MigrationRegistry {
   }
 
   detail(id: string): MigrationDetail | null {
+    const q = this.qemuLive.get(id);
+    if (q) return this.qemuDetail(q);
     const live = this.live.get(id);
     if (live) {
       return {
@@ -158,20 +207,23 @@ export class LocalRegistry implements MigrationRegistry {
         config: live.config,
         snapshot: live.source.snapshot(),
         destination: live.incoming?.snapshot() ?? null,
+        qemu: null,
       };
     }
     const h = this.history.get(id);
-    return h ? { summary: h.summary, config: h.config, snapshot: h.snapshot, destination: h.destination } : null;
+    return h ? { summary: h.summary, config: h.config, snapshot: h.snapshot, destination: h.destination, qemu: qemuFromTimeline(h.timeline) } : null;
   }
 
   timeline(id: string): MigrationEvent[] | null {
+    const q = this.qemuLive.get(id);
+    if (q) return [...q.migration.events.timeline];
     const live = this.live.get(id);
     if (live) return this.mergedTimeline(live);
     return this.history.get(id)?.timeline ?? null;
   }
 
   list(): MigrationSummary[] {
-    const live = [...this.live.values()].map((l) => this.summaryOf(l));
+    const live = [...[...this.live.values()].map((l) => this.summaryOf(l)), ...[...this.qemuLive.values()].map((q) => this.qemuSummary(q))];
     const ids = new Set(live.map((s) => s.id));
     const past = this.history.list().filter((s) => !ids.has(s.id));
     return [...live, ...past].sort((a, b) => b.startedAt - a.startedAt);
@@ -216,6 +268,11 @@ export class LocalRegistry implements MigrationRegistry {
     clearInterval(this.flushTimer);
     this.offMigration();
     await Promise.all([...this.live.values()].map((l) => l.source.cancel('console shutting down')));
+    // The relay lives in this process: without it QEMU's migration breaks anyway; cancel it cleanly.
+    await Promise.all([...this.qemuLive.values()].map(async (q) => {
+      await q.migration.cancel();
+      await q.migration.done;
+    }));
     await Promise.all([...this.hosted.values()].map((h) => h.guest.stop().catch(() => {})));
     this.hosted.clear();
   }
@@ -223,7 +280,7 @@ export class LocalRegistry implements MigrationRegistry {
   // ---------------------------------------------------------------------------------------
 
   flush(): void {
-    for (const [id, live] of this.live) {
+    for (const [id, live] of [...this.live, ...this.qemuLive]) {
       if (live.pending.length === 0) continue;
       const events = live.pending.splice(0);
       for (const fn of this.batchListeners) fn({ id, events });
@@ -248,6 +305,54 @@ export class LocalRegistry implements MigrationRegistry {
       destination: live.incoming?.snapshot() ?? null,
       timeline: this.mergedTimeline(live),
     });
+  }
+
+  private qemuDetail(q: QemuLive): MigrationDetail {
+    const m = q.migration;
+    return {
+      summary: this.qemuSummary(q),
+      config: q.config,
+      snapshot: m.snapshot(),
+      destination: null,
+      qemu: {
+        sourceQmp: q.request.sourceQmp,
+        destinationQmp: q.request.destinationQmp,
+        relay: m.relayAddress,
+        recordDir: m.recordDir,
+        source: m.figures.source,
+        destination: m.figures.destination,
+      },
+    };
+  }
+
+  private saveQemu(q: QemuLive): void {
+    this.history.save({
+      summary: this.qemuSummary(q),
+      config: q.config,
+      snapshot: q.migration.snapshot(),
+      destination: null,
+      timeline: [...q.migration.events.timeline],
+    });
+  }
+
+  private qemuSummary(q: QemuLive): MigrationSummary {
+    const s = q.migration.snapshot();
+    return {
+      id: s.id,
+      uuid: s.uuid,
+      state: s.state,
+      channels: q.request.channels,
+      destination: `QEMU ${q.request.destinationQmp}`,
+      ramSize: s.ramSize,
+      startedAt: s.startedAt,
+      endedAt: s.endedAt,
+      totalTimeMs: s.totalTimeMs,
+      transferred: s.transferred,
+      throughput: s.totalTimeMs && s.ramSize ? (s.ramSize * 1000) / s.totalTimeMs : null,
+      errorCode: s.error?.code ?? null,
+      errorMessage: s.error?.message ?? null,
+      inject: q.request.inject,
+    };
   }
 
   private summaryOf(live: Live): MigrationSummary {
@@ -303,4 +408,24 @@ export function parseFaults(specs: readonly string[], channels: number): Fault[]
     faults.push(f);
   }
   return faults;
+}
+
+/** QEMU mode in history: the QMP addresses and QEMU's last word per side, from the timeline. */
+function qemuFromTimeline(timeline: readonly MigrationEvent[]): MigrationDetail['qemu'] {
+  let source: Extract<MigrationEvent, { type: 'qemu' }> | null = null;
+  let destination: Extract<MigrationEvent, { type: 'qemu' }> | null = null;
+  for (const e of timeline) {
+    if (e.type !== 'qemu') continue;
+    if (e.side === 'source') source = e;
+    else destination = e;
+  }
+  if (!source && !destination) return null;
+  return {
+    sourceQmp: source?.qmp ?? '',
+    destinationQmp: destination?.qmp ?? '',
+    relay: source?.relay ?? destination?.relay ?? null,
+    recordDir: source?.recordDir ?? destination?.recordDir ?? null,
+    source: source?.figures ?? null,
+    destination: destination?.figures ?? null,
+  };
 }

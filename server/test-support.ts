@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Destination } from '../lib/engine';
 import { openHistory, type HistoryStore } from './history';
+import type { QemuMigrationOptions } from './qemu-migration';
 import { LocalRegistry } from './registry';
 
 export interface TestConsole {
@@ -19,12 +20,12 @@ export interface TestConsole {
   close(): Promise<void>;
 }
 
-export async function startTestConsole(mount: (server: http.Server, registry: LocalRegistry) => void): Promise<TestConsole> {
+export async function startTestConsole(mount: (server: http.Server, registry: LocalRegistry) => void, qemu: QemuMigrationOptions = {}): Promise<TestConsole> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'multifd-console-test-'));
   const history = openHistory(dataDir);
   const embedded = new Destination({ port: 0 });
   await embedded.listen();
-  const registry = new LocalRegistry(history, embedded);
+  const registry = new LocalRegistry(history, embedded, { recordRoot: path.join(dataDir, 'recordings'), ...qemu });
   const server = http.createServer();
   mount(server, registry);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import {
   ChannelStateSchema,
   ErrorCodeSchema,
+  QemuFiguresSchema,
   MigrationSnapshotSchema,
   MigrationStateSchema,
   type MigrationEvent,
@@ -103,6 +104,57 @@ export const StartMigrationSchema = z.object({
 export type StartMigration = z.infer<typeof StartMigrationSchema>;
 export type StartMigrationInput = z.input<typeof StartMigrationSchema>;
 
+/** A QMP socket: a unix socket path, or HOST:PORT. */
+export const QmpAddressSchema = z
+  .string({ error: 'a QMP address is required: a unix socket path or HOST:PORT' })
+  .trim()
+  .min(1, 'a QMP address is required: a unix socket path or HOST:PORT')
+  .max(1024)
+  .refine((s) => s.startsWith('/') || /^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]/]+):\d{1,5}$/.test(s), 'a QMP address is a unix socket path (/run/qemu/src.qmp) or HOST:PORT');
+
+/** An address to listen on (port chosen by the kernel): a host name or IP. */
+const ListenHostSchema = z
+  .string()
+  .trim()
+  .min(1)
+  .max(255)
+  .regex(/^[A-Za-z0-9.:_-]+$/, 'a host name or IP address, e.g. 127.0.0.1');
+
+/**
+ * QEMU mode: migrate between two running QEMUs (the source's guest, the destination started
+ * with `-incoming defer`) that the console drives over QMP, through its relay, for the
+ * per-channel view. Faults (`chK:KIND`) are put into the real traffic by the relay.
+ */
+export const StartQemuMigrationSchema = z.object({
+  sourceQmp: QmpAddressSchema,
+  destinationQmp: QmpAddressSchema,
+  channels: z
+    .number({ error: 'channels must be a whole number from 1 to 255' })
+    .int('channels must be a whole number from 1 to 255')
+    .min(1, 'channels must be at least 1')
+    .max(255, 'channels must be at most 255 (a channel id is one byte)')
+    .default(4),
+  /** bytes/s; 0 raises QEMU's default cap (128 MiB/s) out of the way. */
+  maxBandwidth: z.number({ error: 'max bandwidth must be bytes/s' }).int().min(0, 'max bandwidth must be 0 (uncapped) or more').default(0),
+  /** QEMU's downtime-limit, ms; left as QEMU has it when absent. */
+  downtimeLimitMs: z.number().int().min(1).max(600_000).optional(),
+  /** Where the destination QEMU listens (migrate-incoming tcp:HOST:0). */
+  migrationHost: ListenHostSchema.default('127.0.0.1'),
+  /** Where the relay listens for the source QEMU. */
+  relayHost: ListenHostSchema.default('127.0.0.1'),
+  /** Record each connection (for `multifd inspect`) in the console's data directory. */
+  record: z.boolean().default(false),
+  inject: z
+    .array(z.string().trim().max(64).regex(INJECT_SHAPE, { error: (iss) => `fault ${JSON.stringify(iss.input)}: expected chK:KIND[:ARG], e.g. ch2:uuid` }))
+    .max(255)
+    .default([]),
+});
+export type StartQemuMigration = z.infer<typeof StartQemuMigrationSchema>;
+export type StartQemuMigrationInput = z.input<typeof StartQemuMigrationSchema>;
+
+/** The relay faults the QEMU form offers (the handshake ones, and drop). */
+export const RELAY_INJECT_KINDS = ['uuid', 'dup', 'id', 'id-big', 'magic', 'version', 'truncate', 'stall', 'drop'] as const;
+
 /** Field → messages, as a 422 carries them and the form shows them. */
 export type FieldErrors = Record<string, string[]>;
 
@@ -156,6 +208,19 @@ export const MigrationDetailSchema = z.object({
   snapshot: MigrationSnapshotSchema,
   /** the destination's side, when it is embedded */
   destination: MigrationSnapshotSchema.nullable(),
+  /** QEMU mode: the two QEMUs and what each last said (also in the timeline as 'qemu' events); null otherwise. */
+  qemu: z
+    .object({
+      sourceQmp: z.string(),
+      destinationQmp: z.string(),
+      /** Where the relay listened for the source QEMU (HOST:PORT). */
+      relay: z.string().nullable(),
+      /** Where the relay recorded each connection, when asked. */
+      recordDir: z.string().nullable(),
+      source: QemuFiguresSchema.nullable(),
+      destination: QemuFiguresSchema.nullable(),
+    })
+    .nullable(),
 });
 export type MigrationDetail = z.infer<typeof MigrationDetailSchema>;
 

@@ -199,6 +199,35 @@ export const MigrationSnapshotSchema = z.object({
 });
 export type MigrationSnapshot = z.infer<typeof MigrationSnapshotSchema>;
 
+// --- QEMU's own figures ----------------------------------------------------------------
+
+/**
+ * What one QEMU says of its migration (QMP `query-migrate`), in QEMU mode beside the relay's
+ * per-channel view. Every figure is QEMU's own; null where that QEMU does not report it.
+ */
+export const QemuFiguresSchema = z.object({
+  /** QEMU's status string: setup, active, device, completed, failed, cancelled, ... */
+  status: z.string(),
+  /** QEMU's error-desc, verbatim, when it failed. */
+  errorDesc: z.string().nullable(),
+  totalTimeMs: z.number().nullable(),
+  setupTimeMs: z.number().nullable(),
+  downtimeMs: z.number().nullable(),
+  expectedDowntimeMs: z.number().nullable(),
+  /** ram.total, ram.transferred, ram.remaining, ram.multifd-bytes (bytes). */
+  ramTotal: z.number().nullable(),
+  transferred: z.number().nullable(),
+  remaining: z.number().nullable(),
+  multifdBytes: z.number().nullable(),
+  /** ram.normal (pages with data), ram.duplicate (zero pages), ram.dirty-sync-count. */
+  normalPages: z.number().nullable(),
+  zeroPages: z.number().nullable(),
+  dirtySyncCount: z.number().nullable(),
+  /** ram.mbps: QEMU's own throughput figure, in megabits/s. */
+  mbps: z.number().nullable(),
+});
+export type QemuFigures = z.infer<typeof QemuFiguresSchema>;
+
 // --- events ----------------------------------------------------------------------------
 
 const EventBase = {
@@ -268,6 +297,19 @@ export const MigrationEventSchema = z.discriminatedUnion('type', [
   }),
   z.object({ type: z.literal('failed'), ...EventBase, ...FailureFields }),
   z.object({ type: z.literal('cancelled'), ...EventBase, ...FailureFields }),
+  /**
+   * QEMU mode: one QEMU's query-migrate, when it changed. `qmp` is where the console reached
+   * it; `relay` where the relay listened and `recordDir` where it recorded (so history keeps them).
+   */
+  z.object({
+    type: z.literal('qemu'),
+    ...EventBase,
+    side: z.enum(['source', 'destination']),
+    qmp: z.string(),
+    relay: z.string().nullable().optional(),
+    recordDir: z.string().nullable().optional(),
+    figures: QemuFiguresSchema,
+  }),
 ]);
 export type MigrationEvent = z.infer<typeof MigrationEventSchema>;
 export type MigrationEventType = MigrationEvent['type'];

@@ -8,97 +8,22 @@
  * the relay names channel 2. Skipped, with the reason, when QEMU is not installed.
  */
 import assert from 'node:assert/strict';
-import { createHash, randomUUID } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import type { MigrationEvent } from '../contracts';
 import { inspectCapture } from './capture';
-import { compareFiles, configureMultifd, startIncoming, waitTerminal, type QueryMigrate } from './migrate';
-import { QEMU_X86_64, QemuProcess, createRamFile, findExecutable, makeTempDir, pausedGuestArgs, removePath, waitForSocket } from './process';
-import { QmpClient } from './qmp';
+import { compareFiles, waitTerminal, type QueryMigrate } from './migrate';
+import { makeTempDir, removePath } from './process';
 import { QemuRelay, type RelaySessionSummary } from './relay';
+import { PAIR_RAM, skipWithoutQemu as skip, startPair, type Pair } from './test-support';
 
-const qemu = findExecutable(QEMU_X86_64);
-const skip = qemu ? false : `${QEMU_X86_64} is not on PATH (Debian package qemu-system-x86)`;
-
-const MiB = 1024 * 1024;
-const RAM = 64 * MiB;
-const PAGE = 4096;
+const RAM = PAIR_RAM;
 const CHANNELS = 4;
 const TIMEOUT = 30_000;
 
-/**
- * Page i: i % 8 == 3 holds its index (u64 LE, repeated); i % 61 == 7 random bytes; the
- * rest zero (QEMU 7.2 sends those on the main stream, the others on multifd channels).
- */
-function writePatternRam(file: string): string {
-  const buf = Buffer.alloc(RAM);
-  const rnd = createHash('sha256');
-  for (let i = 0; i < RAM / PAGE; i++) {
-    const page = buf.subarray(i * PAGE, (i + 1) * PAGE);
-    if (i % 8 === 3) for (let w = 0; w < PAGE; w += 8) page.writeBigUInt64LE(BigInt(i), w);
-    else if (i % 61 === 7) {
-      for (let w = 0; w < PAGE; w += 32) page.set(rnd.copy().update(`${i}:${w}`).digest(), w);
-    }
-  }
-  writeFileSync(file, buf);
-  return createHash('sha256').update(buf).digest('hex');
-}
-
-interface Pair {
-  src: { proc: QemuProcess; qmp: QmpClient };
-  dst: { proc: QemuProcess; qmp: QmpClient };
-  srcRam: string;
-  dstRam: string;
-  sha256: string;
-  port: number;
-  uuid: string;
-}
-
-/**
- * Two paused QEMUs set up for multifd with `channels` (0: multifd off), the destination
- * listening; all of it undone when the test ends.
- */
-async function startPair(t: TestContext, channels: number = CHANNELS): Promise<Pair> {
-  const dir = makeTempDir('relay-test-');
-  const uuid = randomUUID();
-  const srcRam = `/dev/shm/multifd-relay-test-${process.pid}-${uuid.slice(0, 8)}-src.ram`;
-  const dstRam = srcRam.replace(/-src\.ram$/, '-dst.ram');
-  await createRamFile(srcRam, RAM, 'zero');
-  await createRamFile(dstRam, RAM, 'zero');
-  const sha256 = writePatternRam(srcRam);
-  const started: Array<{ proc: QemuProcess; qmp: QmpClient | null }> = [];
-  t.after(async () => {
-    for (const s of started) await s.qmp?.close();
-    for (const s of started) await s.proc.stop(1000);
-    removePath(srcRam);
-    removePath(dstRam);
-    removePath(dir);
-  });
-  const start = async (name: 'src' | 'dst') => {
-    const socket = path.join(dir, `${name}.qmp`);
-    const proc = QemuProcess.spawn(`qemu ${name}`, qemu!, pausedGuestArgs({ ramPath: name === 'src' ? srcRam : dstRam, ramBytes: RAM, qmpSocket: socket, uuid, name, incoming: name === 'dst' ? 'defer' : undefined }));
-    const entry: { proc: QemuProcess; qmp: QmpClient | null } = { proc, qmp: null };
-    started.push(entry);
-    await waitForSocket(socket, 15_000, proc);
-    entry.qmp = await QmpClient.connect(socket, { connectTimeoutMs: 15_000, commandTimeoutMs: 15_000, eventTimeoutMs: TIMEOUT });
-    return { proc, qmp: entry.qmp };
-  };
-  const dst = await start('dst');
-  const src = await start('src');
-  if (channels > 0) {
-    await configureMultifd(dst.qmp, channels);
-    await configureMultifd(src.qmp, channels, 1024 ** 4);
-  } else {
-    await src.qmp.execute('migrate-set-parameters', { 'max-bandwidth': 1024 ** 4 });
-  }
-  const port = await startIncoming(dst.qmp);
-  return { src, dst, srcRam, dstRam, sha256, port, uuid };
-}
-
 async function startRelay(t: TestContext, pair: Pair, extra: Partial<ConstructorParameters<typeof QemuRelay>[0]> = {}) {
-  const relay = new QemuRelay({ listenHost: '127.0.0.1', listenPort: 0, toHost: '127.0.0.1', toPort: pair.port, tickMs: 50, ...extra });
+  const relay = new QemuRelay({ listenHost: '127.0.0.1', listenPort: 0, toHost: '127.0.0.1', toPort: pair.port!, tickMs: 50, ...extra });
   t.after(() => relay.close());
   const events: MigrationEvent[] = [];
   relay.onEvent((e) => events.push(e));

@@ -133,5 +133,7 @@ export function describe(e: MigrationEvent): string | null {
       return `${who} ${e.type}: ${e.code}${e.channel !== null ? ` (channel ${e.channel})` : ''}: ${e.message}`;
     case 'progress':
       return null;
+    case 'qemu':
+      return `${who} QEMU ${e.side}: ${e.figures.status}${e.figures.errorDesc ? `: ${e.figures.errorDesc}` : ''}`;
   }
 }
