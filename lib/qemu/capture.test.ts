@@ -288,6 +288,23 @@ describe('inspectCapture rebuilds synthesized captures', () => {
     assert.equal(r.zeroPagesApplied, 4);
   });
 
+  it('--block writes one RAM block alone (the others still decoded and checked); an unknown block is refused by name', () => {
+    const c = captureDir();
+    const main = c.file('main.bin', qemuMain(TWO_BLOCKS, [
+      ['eos'],
+      [{ page: 0x1000, block: 'pc.ram', data: pg(1) }, { page: 0x2000, block: 'vga.vram', data: pg(2) }, { zero: 0x3000, fill: 7 }, 'eos'],
+    ]));
+    const vram = image([TWO_BLOCKS[1]], [['vga.vram', 0x2000, pg(2)], ['vga.vram', 0x3000, fillPage(7)]]);
+    const r = rebuild([main], vram, { block: 'vga.vram' });
+    assert.deepEqual(r.blocks.map((b) => [b.name, b.fileOffset]), [['pc.ram', null], ['vga.vram', 0]]);
+    assert.equal(r.pagesWritten, 2, 'pages of every block are counted');
+    assert.throws(() => inspectCapture([main], { ramOut: path.join(c.dir, 'x.img'), block: 'mem' }), (err: unknown) => {
+      assert.equal((err as { code?: string }).code, 'MIGRATION_CONFIG_INVALID');
+      assert.match((err as Error).message, /no such RAM block.*"pc\.ram", "vga\.vram"/);
+      return true;
+    });
+  });
+
   it('multifd off, a main stream of 2.5 MiB: records that straddle the reader\'s chunks decode whole', () => {
     // inspectCapture reads the main stream in one reused 1 MiB buffer: the record cut at the end of
     // one read must survive the next full read into that buffer.

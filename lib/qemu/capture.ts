@@ -23,6 +23,7 @@ import {
   ChannelIdDuplicateError,
   ChannelShortHandshakeError,
   ChannelUuidMismatchError,
+  ConfigInvalidError,
   MigrationError,
   PacketShortPayloadError,
   asMigrationError,
@@ -90,8 +91,8 @@ export interface CaptureFileReport {
 export interface RebuiltBlock {
   name: string;
   size: number;
-  /** Where the block starts in the RAM file. */
-  fileOffset: number;
+  /** Where the block starts in the RAM file; null when --block left it out. */
+  fileOffset: number | null;
 }
 
 export interface InspectResult {
@@ -112,6 +113,8 @@ export interface InspectResult {
 export interface InspectOptions {
   /** Write the rebuilt RAM here (all blocks back to back, in the stream's block order). */
   ramOut?: string | null;
+  /** Only this RAM block goes into ramOut (e.g. the memory backend's id); all are still checked. */
+  block?: string | null;
   /** Expected guest UUID; default: the main stream's (x-validate-uuid), else the channels' common one. */
   uuid?: string | null;
   /** Expected multifd channel count; default: the number of multifd files. */
@@ -155,20 +158,30 @@ class ZeroRecords {
 class RamFile {
   readonly blocks: RebuiltBlock[] = [];
   readonly #index = new Map<string, number>();
+  /** Each block's start in the space of all blocks back to back (for the written map). */
+  readonly #base: number[] = [];
   #fd: number | null = null;
   #written: Uint8Array = new Uint8Array(0);
   pagesWritten = 0;
   zeroPagesApplied = 0;
   readonly #zero = new Uint8Array(PAGE_SIZE);
 
-  constructor(readonly path: string | null) {}
+  constructor(
+    readonly path: string | null,
+    /** Only this block goes into the file. */
+    readonly only: string | null = null,
+  ) {}
 
   setBlocks(list: readonly QemuRamBlock[]): void {
     let at = this.blocks.reduce((n, b) => n + b.size, 0);
+    let fileSize = this.blocks.reduce((n, b) => n + (b.fileOffset === null ? 0 : b.size), 0);
     for (const b of list) {
       this.#index.set(b.name, this.blocks.length);
-      this.blocks.push({ name: b.name, size: b.size, fileOffset: at });
+      const inFile = this.only === null || this.only === b.name;
+      this.blocks.push({ name: b.name, size: b.size, fileOffset: inFile ? fileSize : null });
+      this.#base.push(at);
       at += b.size;
+      if (inFile) fileSize += b.size;
     }
     const pages = Math.ceil(at / PAGE_SIZE);
     const written = new Uint8Array(pages);
@@ -176,7 +189,7 @@ class RamFile {
     this.#written = written;
     if (this.path !== null) {
       this.#fd ??= openSync(this.path, 'w+');
-      ftruncateSync(this.#fd, at);
+      ftruncateSync(this.#fd, fileSize);
     }
   }
 
@@ -190,19 +203,20 @@ class RamFile {
   }
 
   writePages(block: number, offset: number, data: Uint8Array): void {
-    const at = this.blocks[block].fileOffset + offset;
-    if (this.#fd !== null) writeAll(this.#fd, data, at);
+    const b = this.blocks[block];
+    if (this.#fd !== null && b.fileOffset !== null) writeAll(this.#fd, data, b.fileOffset + offset);
+    const at = this.#base[block] + offset;
     this.#written.fill(1, at / PAGE_SIZE, (at + data.length) / PAGE_SIZE);
     this.pagesWritten += data.length / PAGE_SIZE;
   }
 
   zeroPage(block: number, offset: number, fill: number): void {
-    const at = this.blocks[block].fileOffset + offset;
-    const page = at / PAGE_SIZE;
+    const b = this.blocks[block];
+    const page = (this.#base[block] + offset) / PAGE_SIZE;
     this.zeroPagesApplied++;
     // A fresh page of the sparse file is already zero.
     if (fill === 0 && this.#written[page] === 0) return;
-    if (this.#fd !== null) writeAll(this.#fd, fill === 0 ? this.#zero : new Uint8Array(PAGE_SIZE).fill(fill), at);
+    if (this.#fd !== null && b.fileOffset !== null) writeAll(this.#fd, fill === 0 ? this.#zero : new Uint8Array(PAGE_SIZE).fill(fill), b.fileOffset + offset);
     this.#written[page] = fill === 0 ? 0 : 1;
   }
 
@@ -235,7 +249,7 @@ class RamFile {
 /** Decodes, checks and (with ramOut) rebuilds a capture. Never throws for bad input: faults go into the report. */
 export function inspectCapture(paths: readonly string[], opts: InspectOptions = {}): InspectResult {
   const reports = paths.map(classifyFile);
-  const ram = new RamFile(opts.ramOut ?? null);
+  const ram = new RamFile(opts.ramOut ?? null, opts.block ?? null);
   try {
     // 1. The QEMU main stream: block list, zero pages, pages when multifd is off.
     const mains = reports.filter((r) => r.kind === 'qemu-main');
@@ -264,6 +278,11 @@ export function inspectCapture(paths: readonly string[], opts: InspectOptions = 
       const epochOf = syncMarker === 'flush' ? zeros.flushEpoch : zeros.eosEpoch;
       for (; z < zeros.length && epochOf[z] <= e; z++) ram.zeroPage(zeros.block[z], zeros.offset[z], zeros.fill[z]);
       for (const w of byId) applyEpoch(w, e, ram, scratch, header);
+    }
+    if (opts.block && !ram.blocks.some((b) => b.name === opts.block)) {
+      throw new ConfigInvalidError(`--block ${opts.block}: the capture has no such RAM block (it has ${ram.blocks.map((b) => JSON.stringify(b.name)).join(', ') || 'none'})`, {
+        field: 'block', received: opts.block, expected: ram.blocks.map((b) => b.name).join(', '),
+      });
     }
     const sha256 = ram.finish();
     return {

@@ -15,6 +15,7 @@ export const INSPECT_USAGE = `usage: multifd inspect [options] FILE...
   FILE...            one capture file per connection: QEMU's main stream ("QEVM") and each
                      multifd channel, in any order (the files of 'multifd relay --record DIR')
   --ram-out FILE     rebuild the guest RAM into FILE (all RAM blocks back to back) and print its sha256
+  --block NAME       only this RAM block into --ram-out (e.g. the memory backend's id, "mem" or "pc.ram")
   --uuid UUID        expected guest UUID (default: the main stream's, else the one most channels carry)
   --channels N       expected multifd channel count (default: the number of multifd files)
   --json             print the whole report as JSON on stdout
@@ -29,6 +30,7 @@ export async function inspectCommand(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       'ram-out': { type: 'string' },
+      block: { type: 'string' },
       uuid: { type: 'string' },
       channels: { type: 'string' },
       json: { type: 'boolean' },
@@ -43,6 +45,7 @@ export async function inspectCommand(argv: string[]): Promise<number> {
   if (values.uuid !== undefined) parsed('uuid', values.uuid, uuidToBytes);
   const result = inspectCapture(positionals, {
     ramOut: values['ram-out'] ?? null,
+    block: values.block ?? null,
     uuid: values.uuid ?? null,
     channels: int('channels', values.channels, 1, 255) ?? null,
   });
@@ -75,7 +78,8 @@ export function describe(r: InspectResult): string {
   }
   lines.push('');
   if (r.blocks.length > 0) {
-    lines.push(`RAM: ${r.blocks.map((b) => `${b.name} ${formatBytes(b.size)}${r.blocks.length > 1 ? ` at byte ${b.fileOffset}` : ''}`).join(', ')}`);
+    const where = (b: InspectResult['blocks'][number]) => (r.blocks.length < 2 ? '' : b.fileOffset === null ? ' (not written)' : ` at byte ${b.fileOffset}`);
+    lines.push(`RAM: ${r.blocks.map((b) => `${b.name} ${formatBytes(b.size)}${where(b)}`).join(', ')}`);
     lines.push(`  ${r.pagesWritten} pages with data, ${r.zeroPagesApplied} zero pages; sync points: ${r.syncMarker ?? 'SYNC packets only (no main stream)'}`);
   }
   if (r.ramOut) lines.push(`  written to ${r.ramOut}, sha256 ${r.sha256}`);
