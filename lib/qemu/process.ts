@@ -258,6 +258,10 @@ export interface PausedGuestOptions {
   name: string;
   /** 'defer' for a destination (then migrate-incoming over QMP). */
   incoming?: string;
+  /** The machine type (default 'none': no CPU, no device); its RAM is the backend either way. */
+  machine?: string;
+  /** More arguments, e.g. ['-device', 'VGA']. */
+  extra?: readonly string[];
 }
 
 /**
@@ -271,13 +275,14 @@ export function pausedGuestArgs(o: PausedGuestOptions): string[] {
   for (const p of [o.ramPath, o.qmpSocket]) if (p.includes(',')) throw new RangeError(`path for QEMU must not contain a comma: ${p}`);
   const args = [
     '-nodefaults', '-display', 'none', '-S', '-accel', 'tcg',
-    '-machine', 'none,memory-backend=mem',
+    '-machine', `${o.machine ?? 'none'},memory-backend=mem`,
     '-m', `${o.ramBytes / (1024 * 1024)}M`,
     '-object', `memory-backend-file,id=mem,size=${o.ramBytes},mem-path=${o.ramPath},share=on`,
     '-qmp', `unix:${o.qmpSocket},server=on,wait=off`,
     '-name', o.name,
     '-uuid', o.uuid,
   ];
+  if (o.extra) args.push(...o.extra);
   if (o.incoming) args.push('-incoming', o.incoming);
   return args;
 }

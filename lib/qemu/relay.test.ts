@@ -122,4 +122,23 @@ describe('relay between two real QEMU 7.2 processes', { skip }, () => {
     assert.ok((r.files[0].main?.pages ?? 0) > 0, 'PAGE records on the main stream');
     assert.equal(r.sha256, pair.sha256);
   });
+
+  it('a -machine pc guest with a VGA device: 8 RAM blocks and real device sections; inspect --block mem rebuilds the backend', async (t) => {
+    const pair = await startPair(t, 3, { machine: 'pc', extra: ['-device', 'VGA'] });
+    const record = makeTempDir('relay-record-');
+    t.after(() => removePath(record));
+    const { session, uri } = await startRelay(t, pair, { record, channels: 3 });
+    await pair.src.qmp.execute('migrate', { uri });
+    assert.equal((await waitTerminal(pair.src.qmp, 'src', TIMEOUT, true)).status, 'completed');
+    await waitTerminal(pair.dst.qmp, 'dst', TIMEOUT, false);
+    const s = await session;
+    assert.equal(s.state, 'completed', JSON.stringify(s.snapshot.error));
+    const r = inspectCapture(s.files, { ramOut: path.join(record, 'mem.img'), block: 'mem' });
+    assert.equal(r.errors, 0, JSON.stringify(r.files.map((f) => f.error)));
+    assert.ok(r.blocks.length >= 5, `the pc machine's RAM blocks: ${r.blocks.map((b) => b.name).join(', ')}`);
+    assert.ok(r.blocks.some((b) => /vga\.vram$/.test(b.name)));
+    assert.equal(r.sha256, pair.sha256);
+    // Device state follows RAM: decoding stops there by name, after the RAM is whole.
+    assert.match(r.files.find((f) => f.main)!.note ?? '', /device state .* is not decoded/);
+  });
 });

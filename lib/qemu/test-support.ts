@@ -60,7 +60,11 @@ export interface Pair {
  * and the fixture's QMP connections closed, for a caller that drives QMP itself: a QMP
  * socket serves one client at a time); all of it undone when the test ends.
  */
-export async function startPair(t: TestContext, channels = 4, opts: { incoming?: boolean; configure?: boolean } = {}): Promise<Pair> {
+export async function startPair(
+  t: TestContext,
+  channels = 4,
+  opts: { incoming?: boolean; configure?: boolean; machine?: string; extra?: readonly string[] } = {},
+): Promise<Pair> {
   const dir = makeTempDir('relay-test-');
   const uuid = randomUUID();
   const srcRam = `/dev/shm/multifd-relay-test-${process.pid}-${uuid.slice(0, 8)}-src.ram`;
@@ -78,7 +82,7 @@ export async function startPair(t: TestContext, channels = 4, opts: { incoming?:
   });
   const start = async (name: 'src' | 'dst') => {
     const socket = path.join(dir, `${name}.qmp`);
-    const proc = QemuProcess.spawn(`qemu ${name}`, qemuBinary!, pausedGuestArgs({ ramPath: name === 'src' ? srcRam : dstRam, ramBytes: RAM, qmpSocket: socket, uuid, name, incoming: name === 'dst' ? 'defer' : undefined }));
+    const proc = QemuProcess.spawn(`qemu ${name}`, qemuBinary!, pausedGuestArgs({ ramPath: name === 'src' ? srcRam : dstRam, ramBytes: RAM, qmpSocket: socket, uuid, name, incoming: name === 'dst' ? 'defer' : undefined, machine: opts.machine, extra: opts.extra }));
     const entry: { proc: QemuProcess; qmp: QmpClient | null } = { proc, qmp: null };
     started.push(entry);
     await waitForSocket(socket, 15_000, proc);
