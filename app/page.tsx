@@ -1,14 +1,17 @@
 import { GuestTable } from './components/GuestTable';
 import { MigrationList } from './components/MigrationList';
-import { NewMigrationForm } from './components/NewMigrationForm';
+import { NewMigrationTabs } from './components/NewMigrationTabs';
 
-/** The console: start a migration, see the live and recent ones, and the guests of this host. */
+/**
+ * The console: start a migration (of a built-in guest, or between two QEMUs), see the live and
+ * recent ones, and the guests of this host.
+ */
 export default function ConsolePage() {
   return (
     <div className="console-grid">
       <section className="panel" aria-labelledby="new-title">
         <h1 id="new-title">New migration</h1>
-        <NewMigrationForm />
+        <NewMigrationTabs labelledBy="new-title" />
       </section>
       <div className="stack">
         <section className="panel" aria-labelledby="migrations-title">

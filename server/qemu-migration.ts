@@ -189,13 +189,19 @@ export class QemuMigration {
         if (TERMINAL.has(srcStatus)) srcEndedAt ??= Date.now();
         const srcDone = TERMINAL.has(srcStatus) || s === null;
         const dstDone = TERMINAL.has(dstStatus) || d === null;
-        // A source that failed or was cancelled: the destination may never say so (7.2).
-        if (srcDone && (dstDone || (srcEndedAt !== null && Date.now() - srcEndedAt > this.#opts.destinationWaitMs))) break;
+        // A source that failed or was cancelled: the destination may never say so (7.2). When the
+        // relay saw a channel refused, a second is enough for the destination to put it in words.
+        const wait = this.#relayError ? Math.min(1000, this.#opts.destinationWaitMs) : this.#opts.destinationWaitMs;
+        if (srcDone && (dstDone || (srcEndedAt !== null && Date.now() - srcEndedAt > wait))) break;
         if (srcDone && srcStatus === 'completed' && dstStatus === 'failed') break;
         await new Promise((r) => setTimeout(r, this.#opts.pollMs));
       }
       // The relay's session ends when its connections close; QEMU closes them as it ends.
-      const session = await Promise.race([sessionDone, new Promise<null>((r) => setTimeout(() => r(null), this.#opts.destinationWaitMs))]);
+      // When the relay already knows what went wrong, the session's end adds nothing worth the wait.
+      const sessionWait = this.#relayError ? Math.min(500, this.#opts.destinationWaitMs) : this.#opts.destinationWaitMs;
+      let timer: NodeJS.Timeout | undefined;
+      const session = await Promise.race([sessionDone, new Promise<null>((r) => (timer = setTimeout(() => r(null), sessionWait)))]);
+      clearTimeout(timer);
       this.#session = session;
       const ok = srcStatus === 'completed' && dstStatus === 'completed';
       if (ok) this.#end('completed', null);

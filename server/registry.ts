@@ -348,7 +348,8 @@ export class LocalRegistry implements MigrationRegistry {
       endedAt: s.endedAt,
       totalTimeMs: s.totalTimeMs,
       transferred: s.transferred,
-      throughput: s.totalTimeMs && s.ramSize ? (s.ramSize * 1000) / s.totalTimeMs : null,
+      // Completed: the whole RAM moved (zero pages too). Otherwise only the pages that did.
+      throughput: s.totalTimeMs ? ((s.state === 'completed' ? s.ramSize : s.pageBytes) * 1000) / s.totalTimeMs : null,
       errorCode: s.error?.code ?? null,
       errorMessage: s.error?.message ?? null,
       inject: q.request.inject,

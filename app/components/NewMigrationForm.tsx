@@ -11,13 +11,13 @@ import {
   fieldErrors,
   INJECT_HEADER_FIELDS,
   INJECT_KINDS,
-  injectSpec,
   StartMigrationSchema,
   type FieldErrors,
   type InjectKind,
   type StartMigrationInput,
 } from '../../lib/contracts/console';
 import { ApiError, api } from '../lib/api';
+import { defaultArg, faultProblems, freeChannel, KIND_INFO, rowSpec, type FaultRow } from '../lib/fault-lab';
 import { MiB } from '../lib/format';
 
 interface Values {
@@ -41,47 +41,6 @@ const DEFAULTS: Values = {
   downtimeLimitMs: '300',
   setupTimeoutMs: '10000',
 };
-
-/** One fault lab row: channel K, a kind, its argument; rendered as `chK:KIND[:ARG]`. */
-interface FaultRow {
-  key: number;
-  channel: string;
-  kind: InjectKind;
-  arg: string;
-}
-
-const KIND_INFO = new Map(INJECT_KINDS.map((k) => [k.kind, k]));
-const defaultArg = (kind: InjectKind) => (kind === 'bad-header' ? INJECT_HEADER_FIELDS[0] : '');
-const rowSpec = (r: FaultRow) => injectSpec(r.channel.trim(), r.kind, r.arg);
-
-/**
- * What the form can tell about the fault rows before sending (the server parses each fully):
- * a channel number, the argument a kind needs, one fault per channel, a channel that exists.
- */
-function faultProblems(rows: readonly FaultRow[], channels: number): string[] {
-  const out: string[] = [];
-  const seen = new Map<number, string>();
-  for (const r of rows) {
-    const spec = rowSpec(r);
-    const info = KIND_INFO.get(r.kind);
-    const ch = r.channel.trim();
-    if (!/^\d{1,3}$/.test(ch)) {
-      out.push(`fault ${spec}: the channel must be a whole number from 0`);
-      continue;
-    }
-    const k = Number(ch);
-    if (Number.isInteger(channels) && channels >= 1 && k >= channels) {
-      out.push(`fault ${spec}: channel ${k} does not exist (channels are 0..${channels - 1})`);
-    }
-    const arg = r.arg.trim();
-    if (info?.arg?.required && arg === '') out.push(`fault ${spec}: ${r.kind} needs ${info.arg.label}`);
-    else if (arg !== '' && r.kind !== 'bad-header' && !/^\d+$/.test(arg)) out.push(`fault ${spec}: ${info?.arg?.label ?? 'the argument'} must be a whole number`);
-    const earlier = seen.get(k);
-    if (earlier !== undefined) out.push(`fault ${spec}: channel ${k} already has a fault (${earlier}); at most one per channel`);
-    else seen.set(k, spec);
-  }
-  return out;
-}
 
 /** An empty box is "no number", not 0: the schema then says what it wants. */
 const num = (s: string): number => (s.trim() === '' ? Number.NaN : Number(s));
@@ -176,10 +135,7 @@ export function NewMigrationForm() {
     if (errors.inject) setErrors(({ inject: _gone, ...rest }) => rest);
   }
   function addFault() {
-    const used = new Set(faults.map((f) => Number(f.channel)));
-    let channel = 0;
-    while (used.has(channel)) channel++;
-    changeFaults((rows) => [...rows, { key: nextKey, channel: String(channel), kind: 'uuid', arg: '' }]);
+    changeFaults((rows) => [...rows, { key: nextKey, channel: String(freeChannel(faults)), kind: 'uuid', arg: '' }]);
     setNextKey((k) => k + 1);
     setLabOpen(true);
   }

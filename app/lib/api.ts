@@ -8,6 +8,7 @@ import type {
   MigrationDetail,
   MigrationSummary,
   StartMigration,
+  StartQemuMigration,
 } from '../../lib/contracts/console';
 import type { MigrationEvent } from '../../lib/contracts';
 
@@ -60,6 +61,8 @@ const enc = encodeURIComponent;
 
 export const api = {
   startMigration: (input: StartMigration) => request<MigrationSummary>('POST', '/api/migrations', input),
+  /** QEMU mode: a 422 names the field (a QMP socket it cannot reach); a 502 carries QEMU's own words. */
+  startQemuMigration: (input: StartQemuMigration) => request<MigrationSummary>('POST', '/api/qemu/migrations', input),
   listMigrations: async () => (await request<{ migrations: MigrationSummary[] }>('GET', '/api/migrations')).migrations,
   migration: (id: string) => request<MigrationDetail>('GET', `/api/migrations/${enc(id)}`),
   timeline: async (id: string) => (await request<{ id: string; events: MigrationEvent[] }>('GET', `/api/migrations/${enc(id)}/timeline`)).events,

@@ -73,6 +73,11 @@ export interface Diagnosis {
   channels: number[];
   /** What the destination did with each of those channels' connections, when it said. */
   destinationSaw: Map<number, string>;
+  /**
+   * Who checked the handshakes and refused connections: the destination, or in QEMU mode the
+   * console's relay (it checks each handshake as it forwards it; the refusals are its own).
+   */
+  seenBy: 'destination' | 'relay';
 }
 
 /** `MIGRATION_CHANNEL_UUID_MISMATCH` → `UUID MISMATCH`, as the channel grid's handshake column reads. */
@@ -301,9 +306,10 @@ export function diagnose(m: LiveModel): Diagnosis | null {
     if (a && (sourceOf(a.peer) ?? id) === id) destinationSaw.set(id, `accepted${a.connection !== null ? ` #${a.connection}` : ''} ${at(a.time)}`);
   }
 
+  const seenBy = m.primary === 'relay' ? 'relay' : 'destination';
   const injected = injectedByChannel(injectedSpecs(m));
   const failedAt = failed ? (m.terminal?.time ?? m.stateTimes.failed ?? s.endedAt ?? null) : null;
-  const cause = causeLine({ failure, failed, failedAt, failureChannel, uuid, duplicates, outOfRange, missing, stragglers, rejections, channels, sourceOf });
+  const cause = causeLine({ failure, failed, failedAt, failureChannel, uuid, duplicates, outOfRange, missing, stragglers, rejections, channels, sourceOf, seenBy });
   const pointsAt = cause.channel;
   let injectedSpec = pointsAt !== null ? (injected.get(pointsAt) ?? null) : null;
   // `dup` on channel K claims (K+1) mod N (DESIGN 7.2): the duplicate of K+1 is its doing.
@@ -321,6 +327,7 @@ export function diagnose(m: LiveModel): Diagnosis | null {
     rejections,
     channels: [...involved].sort((a, b) => a - b),
     destinationSaw,
+    seenBy,
   };
 }
 
@@ -340,6 +347,7 @@ interface CauseInput {
   rejections: RejectionEvent[];
   channels: ChannelSnapshot[];
   sourceOf: (peer: string | null) => number | null;
+  seenBy: 'destination' | 'relay';
 }
 
 interface Cause {
@@ -374,7 +382,7 @@ function causeLine(x: CauseInput): Cause {
     const r = x.rejections[0];
     const more = x.rejections.length > 1 ? ` and ${x.rejections.length - 1} more` : '';
     return {
-      text: `the destination refused a connection (${r.code}${r.peer ? ` from ${r.peer}` : ''})${more}; this migration goes on unless it was one of its channels`,
+      text: `the ${x.seenBy} refused a connection (${r.code}${r.peer ? ` from ${r.peer}` : ''})${more}; this migration goes on unless it was one of its channels`,
       channel: x.sourceOf(r.peer),
     };
   }
@@ -496,6 +504,6 @@ function setupTimeoutCause(f: SerializedError, x: CauseInput): Cause {
   }
   const parts = [...groups].map(([r, ids]) => `${channelList(ids)} ${REASON_TEXT[r][ids.length === 1 ? 0 : 1]}`);
   const strays = x.rejections.filter((r) => (x.failedAt === null || r.time <= x.failedAt) && (r.channel === null || x.sourceOf(r.peer) !== null));
-  const tail = strays.length > 0 ? `; the destination refused ${strays[0].code}${strays[0].peer ? ` from ${strays[0].peer}` : ''}${strays.length > 1 ? ` and ${strays.length - 1} more` : ''}` : '';
+  const tail = strays.length > 0 ? `; the ${x.seenBy} refused ${strays[0].code}${strays[0].peer ? ` from ${strays[0].peer}` : ''}${strays.length > 1 ? ` and ${strays.length - 1} more` : ''}` : '';
   return { text: parts.join('; ') + tail, channel: missing.length === 1 ? missing[0] : null };
 }

@@ -7,7 +7,7 @@
  *
  * Pure: imports only contract types.
  */
-import type { MigrationEvent, MigrationSnapshot, MigrationState, Role } from '../../lib/contracts';
+import type { MigrationEvent, MigrationSnapshot, MigrationState, QemuFigures, Role } from '../../lib/contracts';
 import type { MigrationDetail, MigrationSummary, StartMigration } from '../../lib/contracts/console';
 
 export type EventOf<T extends MigrationEvent['type']> = Extract<MigrationEvent, { type: T }>;
@@ -35,6 +35,29 @@ export interface Sample {
   total: number;
   /** bytes/s per channel (by position), when the chart stacks channels */
   perChannel: number[] | null;
+}
+
+/** One QEMU as the console last heard it (QMP query-migrate), in QEMU mode. */
+export interface QemuSide {
+  /** where the console reached its QMP */
+  qmp: string;
+  figures: QemuFigures;
+  /** the event's time; 0 when only a detail said it */
+  time: number;
+}
+
+/**
+ * QEMU mode: the two QEMUs, the relay between them, and each QEMU's own figures. The relay's
+ * per-channel view is the model's snapshot (role 'relay'); these are QEMU's words beside it.
+ */
+export interface QemuView {
+  sourceQmp: string | null;
+  destinationQmp: string | null;
+  /** HOST:PORT the relay listened on for the source QEMU; null once only history knows it */
+  relay: string | null;
+  recordDir: string | null;
+  source: QemuSide | null;
+  destination: QemuSide | null;
 }
 
 export interface PeerAccept {
@@ -65,6 +88,8 @@ export interface LiveModel {
    * connection a duplicate claim collided with from this.
    */
   peerAccepted: Map<number, PeerAccept>;
+  /** QEMU mode only (else null): the QEMUs and what each says. */
+  qemu: QemuView | null;
   samples: Sample[];
   /** channel id → its last SPARK_SAMPLES throughputs */
   spark: Map<number, number[]>;
@@ -89,6 +114,7 @@ export function createModel(id: string): LiveModel {
     terminal: null,
     rejections: [],
     peerAccepted: new Map(),
+    qemu: null,
     samples: [],
     spark: new Map(),
     lastProgress: -Infinity,
@@ -109,6 +135,7 @@ export function loadBase(m: LiveModel, detail: MigrationDetail, timeline: readon
   m.peerSide = detail.destination ?? m.peerSide;
   m.summary = detail.summary;
   m.config = detail.config;
+  if (detail.qemu) seedQemu(m, detail.qemu);
   m.loaded = true;
   if (detail.snapshot.startedAt) m.stateTimes.setup ??= detail.snapshot.startedAt;
 }
@@ -169,11 +196,42 @@ export function applyEvent(m: LiveModel, ev: MigrationEvent): void {
         if (m.snapshot && m.snapshot.state !== ev.type) m.snapshot = { ...m.snapshot, state: ev.type };
       }
       break;
+    case 'qemu': {
+      // Either side's figures, whichever role reported them: they are QEMU's, not a side's view.
+      const q = (m.qemu ??= emptyQemu());
+      const before = q[ev.side];
+      if (before && ev.time < before.time) return;
+      q[ev.side] = { qmp: ev.qmp, figures: ev.figures, time: ev.time };
+      if (ev.side === 'source') q.sourceQmp ??= ev.qmp;
+      else q.destinationQmp ??= ev.qmp;
+      break;
+    }
     case 'hello':
       break;
   }
   m.version++;
 }
+
+function emptyQemu(): QemuView {
+  return { sourceQmp: null, destinationQmp: null, relay: null, recordDir: null, source: null, destination: null };
+}
+
+/**
+ * The detail's QEMU part: the addresses (only it knows the relay's), and figures at least as
+ * new as the timeline's last 'qemu' events (the server sends an event whenever they change).
+ */
+function seedQemu(m: LiveModel, d: NonNullable<MigrationDetail['qemu']>): void {
+  const q = (m.qemu ??= emptyQemu());
+  q.sourceQmp = d.sourceQmp || q.sourceQmp;
+  q.destinationQmp = d.destinationQmp || q.destinationQmp;
+  q.relay = d.relay ?? q.relay;
+  q.recordDir = d.recordDir ?? q.recordDir;
+  if (d.source) q.source = { qmp: q.sourceQmp ?? q.source?.qmp ?? '', figures: d.source, time: q.source?.time ?? 0 };
+  if (d.destination) q.destination = { qmp: q.destinationQmp ?? q.destination?.qmp ?? '', figures: d.destination, time: q.destination?.time ?? 0 };
+}
+
+/** QEMU mode: the relay's view is this console's own (engine migrations are 'source'). */
+export const isQemuMode = (m: LiveModel): boolean => m.primary === 'relay' || m.qemu !== null;
 
 function patchChannel(m: LiveModel, ev: EventOf<'channel'>): void {
   const snap = m.snapshot!;
@@ -253,6 +311,33 @@ export function roundProgress(m: LiveModel): RoundProgress | null {
   };
 }
 
+/**
+ * QEMU mode's progress. The relay sees pages go by but not which are still to send, and has
+ * no rounds: QEMU's own ram.total and ram.remaining (the source's) say how far it is, and
+ * dirty-sync-count which pass it is in. Until QEMU said anything, the relay's page bytes.
+ */
+export interface QemuProgress {
+  total: number;
+  done: number;
+  fraction: number;
+  /** QEMU's ram.remaining: what the current pass still has to send; null until it says */
+  remaining: number | null;
+  /** QEMU's dirty-sync-count: 1 during the first pass over RAM */
+  pass: number | null;
+}
+
+export function qemuProgress(m: LiveModel): QemuProgress | null {
+  const s = m.snapshot;
+  if (!s) return null;
+  const src = m.qemu?.source?.figures ?? null;
+  const total = src?.ramTotal ?? s.ramSize;
+  const remaining = src?.remaining ?? null;
+  const pass = src?.dirtySyncCount ?? null;
+  if (s.state === 'completed') return { total, done: total, fraction: 1, remaining, pass };
+  const done = Math.max(0, Math.min(total, remaining !== null ? total - remaining : s.pageBytes));
+  return { total, done, fraction: total > 0 ? done / total : 0, remaining, pass };
+}
+
 export interface Eta {
   /** ms, null when it cannot be told */
   ms: number | null;
@@ -260,12 +345,14 @@ export interface Eta {
   rate: number;
   dirtyRate: number;
   ratio: number;
-  kind: 'setup' | 'copying' | 'not-converging' | 'no-rate' | 'switchover' | 'ended';
+  /** 'later-pass': QEMU mode after its first pass, when what is left depends on a dirty rate the console does not see. */
+  kind: 'setup' | 'copying' | 'not-converging' | 'no-rate' | 'switchover' | 'ended' | 'later-pass';
 }
 
 export function eta(m: LiveModel, progress: RoundProgress | null): Eta | null {
   const s = m.snapshot;
   if (!s) return null;
+  if (isQemuMode(m)) return qemuEta(m, s);
   const base = { rate: s.transferRate, dirtyRate: s.dirtyRate, ratio: s.convergence };
   if (isTerminal(s.state) || s.state === 'cancelling') return { ...base, ms: null, left: null, kind: 'ended' };
   if (s.state === 'setup') return { ...base, ms: null, left: null, kind: 'setup' };
@@ -276,6 +363,23 @@ export function eta(m: LiveModel, progress: RoundProgress | null): Eta | null {
   // Each pass re-sends what the guest dirtied during the last: left × (1 + r + r² + …).
   const r = s.round > 1 ? Math.max(0, s.convergence) : 0;
   return { ...base, ms: ((left / s.transferRate) * 1000) / (1 - r), left, kind: 'copying' };
+}
+
+/**
+ * QEMU mode: the relay measures the wire rate but not the guest's dirty rate, so an ETA is
+ * told only during QEMU's first pass (what is left of it, at the relay's rate); after that what
+ * QEMU re-sends depends on the guest, and no ETA is better than a wrong one.
+ */
+function qemuEta(m: LiveModel, s: MigrationSnapshot): Eta {
+  const base = { rate: s.transferRate, dirtyRate: 0, ratio: 0 };
+  const p = qemuProgress(m);
+  const left = p?.remaining ?? null;
+  if (isTerminal(s.state) || s.state === 'cancelling') return { ...base, ms: null, left: null, kind: 'ended' };
+  if (s.state === 'setup') return { ...base, ms: null, left, kind: 'setup' };
+  if (s.state === 'switchover') return { ...base, ms: null, left, kind: 'switchover' };
+  if (left === null || !(s.transferRate > 0)) return { ...base, ms: null, left, kind: 'no-rate' };
+  if ((p?.pass ?? 1) > 1) return { ...base, ms: null, left, kind: 'later-pass' };
+  return { ...base, ms: (left / s.transferRate) * 1000, left, kind: 'copying' };
 }
 
 export type StepStatus = 'done' | 'current' | 'pending' | 'failed';
@@ -299,14 +403,23 @@ export function phaseSteps(m: LiveModel): PhaseStep[] {
   const t0 = s?.startedAt ?? st.setup ?? null;
   steps.push({ key: 'setup', label: 'setup', start: t0, end: st.active ?? endTime, status: 'done', note: null });
 
-  const rounds = [...m.rounds.values()].sort((a, b) => a.round - b.round);
-  for (const r of rounds) {
-    steps.push({ key: `round-${r.round}`, label: `round ${r.round}`, start: r.time - r.durationMs, end: r.time, status: 'done', note: null });
-  }
-  const lastRound = rounds.length ? rounds[rounds.length - 1].round : 0;
-  if (st.active !== undefined && s && s.round > lastRound && st.switchover === undefined) {
-    const start = rounds.length ? rounds[rounds.length - 1].time : st.active;
-    steps.push({ key: `round-${s.round}`, label: `round ${s.round}`, start, end: st.cancelling ?? endTime, status: 'done', note: null });
+  if (isQemuMode(m)) {
+    // QEMU sends no round events, and the relay's sync count is not a round: one pre-copy
+    // step, with QEMU's own pass count.
+    if (st.active !== undefined) {
+      const pass = m.qemu?.source?.figures.dirtySyncCount ?? null;
+      steps.push({ key: 'precopy', label: 'pre-copy', start: st.active, end: st.switchover ?? st.cancelling ?? endTime, status: 'done', note: pass !== null ? `QEMU dirty sync ${pass}` : null });
+    }
+  } else {
+    const rounds = [...m.rounds.values()].sort((a, b) => a.round - b.round);
+    for (const r of rounds) {
+      steps.push({ key: `round-${r.round}`, label: `round ${r.round}`, start: r.time - r.durationMs, end: r.time, status: 'done', note: null });
+    }
+    const lastRound = rounds.length ? rounds[rounds.length - 1].round : 0;
+    if (st.active !== undefined && s && s.round > lastRound && st.switchover === undefined) {
+      const start = rounds.length ? rounds[rounds.length - 1].time : st.active;
+      steps.push({ key: `round-${s.round}`, label: `round ${s.round}`, start, end: st.cancelling ?? endTime, status: 'done', note: null });
+    }
   }
   if (st.switchover !== undefined) {
     const note = m.switchover ? (m.switchover.reason === 'downtime' ? 'downtime under limit' : 'round limit') : null;

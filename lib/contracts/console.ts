@@ -110,7 +110,8 @@ export const QmpAddressSchema = z
   .trim()
   .min(1, 'a QMP address is required: a unix socket path or HOST:PORT')
   .max(1024)
-  .refine((s) => s.startsWith('/') || /^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]/]+):\d{1,5}$/.test(s), 'a QMP address is a unix socket path (/run/qemu/src.qmp) or HOST:PORT');
+  // An empty one already has its message from min(1): one message per problem.
+  .refine((s) => s === '' || s.startsWith('/') || /^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]/]+):\d{1,5}$/.test(s), 'a QMP address is a unix socket path (/run/qemu/src.qmp) or HOST:PORT');
 
 /** An address to listen on (port chosen by the kernel): a host name or IP. */
 const ListenHostSchema = z

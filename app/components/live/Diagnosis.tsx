@@ -131,7 +131,8 @@ export const DiagnosisPanel = memo(function DiagnosisPanel({ d, rows }: { d: Dia
                 <th className="num">#</th>
                 <th>state</th>
                 <th>handshake (source)</th>
-                <th>destination</th>
+                {/* In QEMU mode the relay checked each handshake as it forwarded it. */}
+                <th>{d.seenBy}</th>
                 <th>error</th>
               </tr>
             </thead>

@@ -17,10 +17,12 @@ import {
   createModel,
   eta as etaOf,
   failureOf,
+  isQemuMode,
   isTerminal,
   loadBase,
   PAGE_SIZE,
   phaseSteps,
+  qemuProgress,
   roundProgress,
   type Eta,
   type LiveModel,
@@ -33,6 +35,7 @@ import { ChannelGrid, channelViews } from './ChannelGrid';
 import { DiagnosisPanel } from './Diagnosis';
 import { FailurePanel, Rejections } from './FailurePanel';
 import { PhaseTimeline } from './PhaseTimeline';
+import { QemuPanel } from './QemuPanel';
 import { RoundTable } from './RoundTable';
 import { ThroughputChart } from './ThroughputChart';
 
@@ -188,6 +191,7 @@ export function LiveView({ id }: { id: string }) {
   // Once over, the sliding window says little: the whole run's average does.
   const average = m.summary?.throughput ?? (s.totalTimeMs ? (s.pageBytes * 1000) / s.totalTimeMs : null);
   const inject = injectedSpecs(m);
+  const qemu = isQemuMode(m);
 
   return (
     <article className="live" data-testid="live-view" data-id={id}>
@@ -202,8 +206,16 @@ export function LiveView({ id }: { id: string }) {
           <div className="headline mono">
             <StateBadge state={s.state} testId="migration-state" />
             <span>
-              {/* The engine numbers the switchover's last pass as one more round. */}
-              {m.switchover ? (
+              {/* The engine numbers the switchover's last pass as one more round; QEMU counts its
+                  passes by dirty-bitmap syncs (the relay's own count of sync points is no round). */}
+              {qemu ? (
+                // A failed QEMU reports no figures: nothing rather than a dash.
+                m.qemu?.source?.figures.dirtySyncCount != null && (
+                  <span title="QEMU's dirty-sync-count: one per pass over RAM">
+                    dirty sync <span data-testid="round">{m.qemu.source.figures.dirtySyncCount}</span>
+                  </span>
+                )
+              ) : m.switchover ? (
                 <>
                   <span data-testid="round">{m.rounds.size}</span> round{m.rounds.size === 1 ? '' : 's'} + switchover
                 </>
@@ -258,10 +270,28 @@ export function LiveView({ id }: { id: string }) {
               guest <span className="mono">{s.uuid}</span>
             </span>
           )}
-          <span>
-            to <span className="mono">{m.summary?.destination ?? s.peer ?? '—'}</span>
-            {m.summary?.destination === 'embedded' && s.peer ? <span className="mono muted"> ({s.peer})</span> : null}
-          </span>
+          {qemu ? (
+            <span>
+              to QEMU <span className="mono" data-testid="qemu-to">{m.qemu?.destinationQmp ?? m.summary?.destination ?? '—'}</span>
+              {m.qemu?.relay && (
+                <>
+                  {' '}
+                  via relay <span className="mono" data-testid="qemu-via">{m.qemu.relay}</span>
+                </>
+              )}
+              {m.qemu?.sourceQmp && (
+                <>
+                  {' '}
+                  · from QEMU <span className="mono">{m.qemu.sourceQmp}</span>
+                </>
+              )}
+            </span>
+          ) : (
+            <span>
+              to <span className="mono">{m.summary?.destination ?? s.peer ?? '—'}</span>
+              {m.summary?.destination === 'embedded' && s.peer ? <span className="mono muted"> ({s.peer})</span> : null}
+            </span>
+          )}
           <span>
             <span className="mono">{s.channelCount}</span> channels · RAM <span className="mono">{formatBytes(s.ramSize)}</span>
           </span>
@@ -276,7 +306,18 @@ export function LiveView({ id }: { id: string }) {
 
       <PhaseTimeline steps={steps} t0={s.startedAt} now={s.endedAt ?? now} />
 
-      <ProgressLine m={m} progress={progress} />
+      {qemu ? <QemuProgressLine m={m} /> : <ProgressLine m={m} progress={progress} />}
+
+      {m.qemu && (
+        <QemuPanel
+          source={m.qemu.source}
+          destination={m.qemu.destination}
+          sourceQmp={m.qemu.sourceQmp}
+          destinationQmp={m.qemu.destinationQmp}
+          relay={m.qemu.relay}
+          recordDir={m.qemu.recordDir}
+        />
+      )}
 
       {(s.digest || s.verified) && (
         <p className="completion">
@@ -312,7 +353,7 @@ export function LiveView({ id }: { id: string }) {
 
       {peer && (
         <section className="panel" aria-labelledby="peer-title">
-          <h2 id="peer-title">{peer.role === 'destination' ? 'Destination' : 'Source'} side</h2>
+          <h2 id="peer-title">{peer.role === 'destination' ? 'Destination' : peer.role === 'relay' ? 'Relay' : 'Source'} side</h2>
           <p className="mono" data-testid="peer-side" data-state={peer.state}>
             <StateBadge state={peer.state} /> · received {formatBytes(peer.transferred)} · {formatCount(coveredBytes(peer) / PAGE_SIZE)} pages placed
             {peer.digest && <> · digest {peer.digest}</>}
@@ -329,6 +370,7 @@ export function LiveView({ id }: { id: string }) {
 function whyLine(m: LiveModel, eta: Eta | null, progress: RoundProgress | null): string {
   const s = m.snapshot!;
   if (!eta) return '';
+  if (isQemuMode(m)) return qemuWhyLine(m, eta);
   const left = formatBytes(eta.left);
   switch (eta.kind) {
     case 'setup': {
@@ -341,6 +383,8 @@ function whyLine(m: LiveModel, eta: Eta | null, progress: RoundProgress | null):
     case 'copying':
       if (s.round <= 1 || !progress?.resend) return `why this ETA: ${left} left at ${formatRate(eta.rate)}; dirty rate measured after round 1`;
       return `why this ETA: ${left} left at ${formatRate(eta.rate)}; guest dirties ${formatRate(eta.dirtyRate)} (ratio ${formatRatio(eta.ratio)})`;
+    case 'later-pass':
+      return ''; // QEMU mode only
     case 'not-converging':
       return `why no ETA: ${left} left at ${formatRate(eta.rate)}; guest dirties ${formatRate(eta.dirtyRate)} (ratio ${formatRatio(eta.ratio)} ≥ 1: not converging; switchover at the round limit${m.config ? `, ${m.config.roundLimit}` : ''})`;
     case 'switchover':
@@ -388,6 +432,69 @@ function ProgressLine({ m, progress }: { m: LiveModel; progress: RoundProgress |
             : `round ${progress.resend.round} re-sends ${formatBytes(progress.resend.bytes)} dirtied since round ${progress.resend.since}`}
         </p>
       )}
+    </section>
+  );
+}
+
+/** QEMU mode: the relay's channels and rate, QEMU's passes and timings; no rounds, no digest. */
+function qemuWhyLine(m: LiveModel, eta: Eta): string {
+  const s = m.snapshot!;
+  const src = m.qemu?.source?.figures ?? null;
+  const left = formatBytes(eta.left);
+  switch (eta.kind) {
+    case 'setup': {
+      const accepted = s.channels.filter((c) => c.times.accepted !== null).length;
+      return `setting up: QEMU's source connects through the relay; ${accepted} of ${s.channelCount} multifd channels through so far`;
+    }
+    case 'no-rate':
+      return eta.left === null ? 'waiting for QEMU to report what is left' : `${left} left; no transfer rate measured yet`;
+    case 'copying':
+      return `why this ETA: ${left} left of QEMU's first pass at ${formatRate(eta.rate)} (the relay's rate); a running guest dirties pages that later passes re-send`;
+    case 'later-pass':
+      return `why no ETA: QEMU is in pass ${src?.dirtySyncCount ?? '?'} (${left} left) at ${formatRate(eta.rate)}; what it re-sends depends on the guest's dirty rate, which QEMU does not report here${src?.expectedDowntimeMs != null ? `; QEMU expects ${formatDuration(src.expectedDowntimeMs)} of downtime` : ''}`;
+    case 'switchover':
+      return `guest paused: QEMU's final pass${eta.left !== null ? ` of ${left}` : ''} (QEMU status ${src?.status ?? 'device'})`;
+    case 'not-converging':
+      return '';
+    case 'ended': {
+      if (s.state === 'cancelling') return "cancelling: migrate_cancel sent to QEMU's source; its guest stays there";
+      if (s.state === 'completed') {
+        const syncs = src?.dirtySyncCount;
+        return `completed in ${formatDuration(s.totalTimeMs)}: QEMU sent ${formatBytes(src?.transferred ?? s.transferred)} over ${s.channelCount} multifd channels and the main channel${syncs != null ? `, ${syncs} dirty sync${syncs === 1 ? '' : 's'}` : ''}; the guest is on the destination QEMU`;
+      }
+      return `${s.state} after ${formatDuration(s.totalTimeMs)}; the guest stays on QEMU's source`;
+    }
+  }
+}
+
+/**
+ * QEMU mode's progress: QEMU's own RAM figures (how much of this pass is left), and what the
+ * relay saw go by on the wire.
+ */
+function QemuProgressLine({ m }: { m: LiveModel }) {
+  const s = m.snapshot!;
+  const p = qemuProgress(m);
+  const pct = p ? p.fraction : 0;
+  const covered = coveredBytes(s);
+  return (
+    <section className="progress-panel" aria-label="progress">
+      <div className="bar" role="progressbar" aria-valuemin={0} aria-valuemax={100} aria-valuenow={Math.round(pct * 100)} data-testid="progress">
+        <div className="bar-fill" style={{ transform: `scaleX(${pct.toFixed(4)})` }} />
+      </div>
+      <p className="mono">
+        {s.state === 'completed'
+          ? `done: all ${formatBytes(p?.total ?? s.ramSize)} of RAM on the destination QEMU`
+          : p && p.remaining !== null
+            ? `QEMU${p.pass !== null ? ` pass ${p.pass}` : ''}: ${formatBytes(p.remaining)} left of ${formatBytes(p.total)} RAM (${formatPercent(p.fraction)} done)`
+            : s.state === 'setup'
+              ? 'setting up: QEMU has not started sending'
+              : `${formatBytes(p?.done ?? 0)} of ${formatBytes(p?.total ?? s.ramSize)} seen by the relay`}
+        <span className="muted">
+          {' '}
+          · relay: {formatCount(covered / PAGE_SIZE)} pages ({formatBytes(covered)}) on {s.channels.length} multifd channel{s.channels.length === 1 ? '' : 's'} · wire{' '}
+          {formatBytes(s.transferred)}
+        </span>
+      </p>
     </section>
   );
 }
