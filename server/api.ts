@@ -3,9 +3,17 @@
  * stable error codes. 422 carries field errors; no request can crash the server.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { StartMigrationSchema, StartQemuMigrationSchema, fieldErrors } from '../lib/contracts/console';
+import { CreateGuestSchema, StartMigrationSchema, StartQemuMigrationSchema, fieldErrors } from '../lib/contracts/console';
 import { MigrationError, isMigrationError } from '../lib/errors';
+import type { TokenCheck } from './auth';
 import type { MigrationRegistry } from './registry';
+
+export interface ApiOptions {
+  /** When set, every request must carry `Authorization: Bearer <token>`; else 401, nothing done. */
+  auth?: TokenCheck | null;
+  /** GET /api/agent: who this is (an agent's name, addresses, counts). */
+  info?: (() => Record<string, unknown>) | null;
+}
 
 /** Bodies larger than this are refused before they are read whole. */
 const MAX_BODY = 64 * 1024;
@@ -18,8 +26,8 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
   res.end(data);
 }
 
-function fail(res: ServerResponse, status: number, code: string, message: string, extra: Record<string, unknown> = {}): void {
-  send(res, status, { code, message, ...extra });
+function fail(res: ServerResponse, status: number, code: string, message: string, extra: Record<string, unknown> = {}, headers: Record<string, string> = {}): void {
+  send(res, status, { code, message, ...extra }, headers);
 }
 
 async function readJson(req: IncomingMessage): Promise<unknown> {
@@ -48,7 +56,8 @@ class HttpError extends Error {
   }
 }
 
-export function createApi(registry: MigrationRegistry): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+export function createApi(registry: MigrationRegistry, opts: ApiOptions = {}): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  const info = opts.info;
   const routes: Array<[string, RegExp, Handler]> = [
     [
       'POST',
@@ -127,6 +136,27 @@ export function createApi(registry: MigrationRegistry): (req: IncomingMessage, r
     ['GET', /^\/api\/guests$/, async (_req, res) => send(res, 200, { guests: registry.guests() })],
     [
       'POST',
+      /^\/api\/guests$/,
+      async (req, res) => {
+        const parsed = CreateGuestSchema.safeParse(await readJson(req));
+        if (!parsed.success) {
+          fail(res, 422, 'MIGRATION_CONFIG_INVALID', 'the guest is invalid', { fields: fieldErrors(parsed.error) });
+          return;
+        }
+        try {
+          send(res, 201, await registry.createGuest(parsed.data));
+        } catch (err) {
+          if (isMigrationError(err) && err.code === 'MIGRATION_CONFIG_INVALID') {
+            fail(res, 422, err.code, err.message, { fields: { [err.field ?? '_']: [err.message] } });
+            return;
+          }
+          throw err;
+        }
+      },
+    ],
+    ...(info ? [['GET', /^\/api\/agent$/, async (_req: IncomingMessage, res: ServerResponse) => send(res, 200, info())] as [string, RegExp, Handler]] : []),
+    [
+      'POST',
       /^\/api\/guests\/([^/]+)\/stop$/,
       async (_req, res, [uuid]) => {
         const g = await registry.stopGuest(uuid);
@@ -138,6 +168,12 @@ export function createApi(registry: MigrationRegistry): (req: IncomingMessage, r
 
   return async (req, res) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
+    if (opts.auth && !opts.auth.allows(req)) {
+      // Before anything is read or done: a request without the token changes nothing.
+      req.resume();
+      fail(res, 401, 'UNAUTHORIZED', 'a bearer token is required (Authorization: Bearer <token>)', {}, { 'www-authenticate': 'Bearer' });
+      return;
+    }
     try {
       const matches = routes.filter(([, re]) => re.test(path));
       if (matches.length === 0) return fail(res, 404, 'NOT_FOUND', `no route ${path}`);

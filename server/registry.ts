@@ -15,6 +15,7 @@ import {
   type MigrationSummary,
   type StartMigration,
   type StartQemuMigration,
+  type CreateGuest,
 } from '../lib/contracts/console';
 import { BusyError, ConfigInvalidError } from '../lib/errors';
 import { SourceMigration, parseFault, type Destination, type Fault, type FaultKind, type IncomingMigration } from '../lib/engine';
@@ -27,6 +28,8 @@ export interface MigrationRegistry {
   start(req: StartMigration): Promise<MigrationSummary>;
   /** QEMU mode: two running QEMUs driven over QMP, watched through the relay. */
   startQemu(req: StartQemuMigration): Promise<MigrationSummary>;
+  /** A new running guest on this host, to migrate later. */
+  createGuest(req: CreateGuest): Promise<GuestSummary>;
   cancel(id: string): Promise<MigrationSummary | null>;
   detail(id: string): MigrationDetail | null;
   timeline(id: string): MigrationEvent[] | null;
@@ -56,6 +59,12 @@ interface Live {
   pending: MigrationEvent[];
 }
 
+/** A migration this host receives from elsewhere: only its destination side is here. */
+interface IncomingLive {
+  incoming: IncomingMigration;
+  pending: MigrationEvent[];
+}
+
 interface QemuLive {
   migration: QemuMigration;
   request: StartQemuMigration;
@@ -71,6 +80,7 @@ export class LocalRegistry implements MigrationRegistry {
   private readonly hosted = new Map<string, Hosted>();
   private readonly live = new Map<string, Live>();
   private readonly qemuLive = new Map<string, QemuLive>();
+  private readonly incomingLive = new Map<string, IncomingLive>();
   private readonly batchListeners = new Set<(b: EventBatch) => void>();
   private readonly changeListeners = new Set<(what: 'migrations' | 'guests') => void>();
   private readonly flushTimer: NodeJS.Timeout;
@@ -133,6 +143,20 @@ export class LocalRegistry implements MigrationRegistry {
     return this.summaryOf(live);
   }
 
+  async createGuest(req: CreateGuest): Promise<GuestSummary> {
+    let workload;
+    try {
+      workload = parseWorkload(req.workload);
+    } catch (err) {
+      throw new ConfigInvalidError((err as Error).message, { field: 'workload' });
+    }
+    const guest = await Guest.create({ name: req.name, ramSize: req.ramSize, fill: req.fill, workload });
+    await guest.start();
+    this.hosted.set(guest.uuid, { guest, origin: 'created', migrating: null });
+    this.changed('guests');
+    return this.guests().find((g) => g.uuid === guest.uuid)!;
+  }
+
   async startQemu(req: StartQemuMigration): Promise<MigrationSummary> {
     const faults = parseFaults(req.inject, req.channels);
     for (const f of faults) {
@@ -159,15 +183,31 @@ export class LocalRegistry implements MigrationRegistry {
   }
 
   private onIncoming(m: IncomingMigration): void {
+    const arrived = (r: { guest: Guest | null }) => {
+      if (!r.guest) return;
+      this.hosted.set(r.guest.uuid, { guest: r.guest, origin: 'arrived', migrating: null });
+      this.changed('guests');
+    };
     const live = this.live.get(m.id);
-    if (!live) return; // a migration from elsewhere into our embedded destination: its own events
-    live.incoming = m;
-    m.events.on((e) => live.pending.push(e));
+    if (live) {
+      live.incoming = m;
+      m.events.on((e) => live.pending.push(e));
+      void m.done.then(arrived);
+      return;
+    }
+    // A migration from another host into this one (an agent receiving, or a `multifd
+    // migrate` aimed at the console): listed, streamed and kept like our own.
+    const entry: IncomingLive = { incoming: m, pending: [] };
+    this.incomingLive.set(m.id, entry);
+    m.events.on((e) => entry.pending.push(e));
+    this.saveIncoming(entry);
+    this.changed('migrations');
     void m.done.then((r) => {
-      if (r.guest) {
-        this.hosted.set(r.guest.uuid, { guest: r.guest, origin: 'arrived', migrating: null });
-        this.changed('guests');
-      }
+      arrived(r);
+      this.flush();
+      this.saveIncoming(entry);
+      this.incomingLive.delete(m.id);
+      this.changed('migrations');
     });
   }
 
@@ -184,6 +224,12 @@ export class LocalRegistry implements MigrationRegistry {
   }
 
   async cancel(id: string): Promise<MigrationSummary | null> {
+    const inc = this.incomingLive.get(id);
+    if (inc) {
+      // The receiving side gives up: the source is told over the main channel and stops too.
+      inc.incoming.cancel('cancelled by operator on the destination');
+      return this.incomingSummary(inc);
+    }
     const q = this.qemuLive.get(id);
     if (q) {
       await q.migration.cancel();
@@ -200,6 +246,8 @@ export class LocalRegistry implements MigrationRegistry {
   detail(id: string): MigrationDetail | null {
     const q = this.qemuLive.get(id);
     if (q) return this.qemuDetail(q);
+    const inc = this.incomingLive.get(id);
+    if (inc) return { summary: this.incomingSummary(inc), config: incomingConfig(inc), snapshot: inc.incoming.snapshot(), destination: null, qemu: null };
     const live = this.live.get(id);
     if (live) {
       return {
@@ -217,13 +265,19 @@ export class LocalRegistry implements MigrationRegistry {
   timeline(id: string): MigrationEvent[] | null {
     const q = this.qemuLive.get(id);
     if (q) return [...q.migration.events.timeline];
+    const inc = this.incomingLive.get(id);
+    if (inc) return [...inc.incoming.events.timeline];
     const live = this.live.get(id);
     if (live) return this.mergedTimeline(live);
     return this.history.get(id)?.timeline ?? null;
   }
 
   list(): MigrationSummary[] {
-    const live = [...[...this.live.values()].map((l) => this.summaryOf(l)), ...[...this.qemuLive.values()].map((q) => this.qemuSummary(q))];
+    const live = [
+      ...[...this.live.values()].map((l) => this.summaryOf(l)),
+      ...[...this.qemuLive.values()].map((q) => this.qemuSummary(q)),
+      ...[...this.incomingLive.values()].map((i) => this.incomingSummary(i)),
+    ];
     const ids = new Set(live.map((s) => s.id));
     const past = this.history.list().filter((s) => !ids.has(s.id));
     return [...live, ...past].sort((a, b) => b.startedAt - a.startedAt);
@@ -280,7 +334,7 @@ export class LocalRegistry implements MigrationRegistry {
   // ---------------------------------------------------------------------------------------
 
   flush(): void {
-    for (const [id, live] of [...this.live, ...this.qemuLive]) {
+    for (const [id, live] of [...this.live, ...this.qemuLive, ...this.incomingLive]) {
       if (live.pending.length === 0) continue;
       const events = live.pending.splice(0);
       for (const fn of this.batchListeners) fn({ id, events });
@@ -322,6 +376,30 @@ export class LocalRegistry implements MigrationRegistry {
         source: m.figures.source,
         destination: m.figures.destination,
       },
+    };
+  }
+
+  private saveIncoming(i: IncomingLive): void {
+    this.history.save({ summary: this.incomingSummary(i), config: incomingConfig(i), snapshot: i.incoming.snapshot(), destination: null, timeline: [...i.incoming.events.timeline] });
+  }
+
+  private incomingSummary(i: IncomingLive): MigrationSummary {
+    const s = i.incoming.snapshot();
+    return {
+      id: s.id,
+      uuid: s.uuid,
+      state: s.state,
+      channels: s.channelCount,
+      destination: 'this host',
+      ramSize: s.ramSize,
+      startedAt: s.startedAt,
+      endedAt: s.endedAt,
+      totalTimeMs: s.totalTimeMs,
+      transferred: s.transferred,
+      throughput: s.totalTimeMs ? (s.pageBytes * 1000) / s.totalTimeMs : null,
+      errorCode: s.error?.code ?? null,
+      errorMessage: s.error?.message ?? null,
+      inject: [],
     };
   }
 
@@ -409,6 +487,11 @@ export function parseFaults(specs: readonly string[], channels: number): Fault[]
     faults.push(f);
   }
   return faults;
+}
+
+/** What a received migration's detail says was asked for: only the channel count is known here. */
+function incomingConfig(i: IncomingLive): StartMigration {
+  return StartMigrationSchema.parse({ channels: Math.max(1, i.incoming.channelCount) });
 }
 
 /** QEMU mode in history: the QMP addresses and QEMU's last word per side, from the timeline. */

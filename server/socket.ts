@@ -11,11 +11,27 @@ import {
   type ServerToClientEvents,
   type SubscribeReply,
 } from '../lib/contracts/console';
+import type { TokenCheck } from './auth';
 import type { MigrationRegistry } from './registry';
 
-export function attachSocket(http: HttpServer, registry: MigrationRegistry): Server<ClientToServerEvents, ServerToClientEvents> {
+export interface SocketOptions {
+  /** When set, a client must present the token (`auth: { token }`, or an Authorization header). */
+  auth?: TokenCheck | null;
+}
+
+export function attachSocket(http: HttpServer, registry: MigrationRegistry, opts: SocketOptions = {}): Server<ClientToServerEvents, ServerToClientEvents> {
   const io = new Server<ClientToServerEvents, ServerToClientEvents>(http, { serveClient: false });
   const room = (id: string) => `migration:${id}`;
+  const auth = opts.auth;
+  if (auth) {
+    io.use((socket, next) => {
+      const given = (socket.handshake.auth as { token?: unknown } | undefined)?.token;
+      const header = socket.handshake.headers.authorization;
+      const bearer = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined;
+      if (auth.matches(typeof given === 'string' ? given : bearer)) next();
+      else next(Object.assign(new Error('unauthorized: a bearer token is required'), { data: { code: 'UNAUTHORIZED' } }));
+    });
+  }
 
   io.on('connection', (socket) => {
     socket.on('migration:subscribe', (id, reply) => {

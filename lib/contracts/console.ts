@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import {
+  ChannelCountSchema,
   ChannelStateSchema,
   ErrorCodeSchema,
   QemuFiguresSchema,
@@ -58,12 +59,7 @@ export function injectSpec(channel: number | string, kind: InjectKind, arg: stri
  */
 export const StartMigrationSchema = z.object({
   destination: z.union([z.literal('embedded'), HostPortSchema]).default('embedded'),
-  channels: z
-    .number({ error: 'channels must be a whole number from 1 to 255' })
-    .int('channels must be a whole number from 1 to 255')
-    .min(1, 'channels must be at least 1')
-    .max(255, 'channels must be at most 255 (a channel id is one byte)')
-    .default(4),
+  channels: ChannelCountSchema.default(4),
   /** An existing guest on this host (its uuid); without it a new guest is created. */
   guest: z.uuid({ error: 'guest must be the uuid of a guest on this host' }).optional(),
   ramSize: z
@@ -129,12 +125,7 @@ const ListenHostSchema = z
 export const StartQemuMigrationSchema = z.object({
   sourceQmp: QmpAddressSchema,
   destinationQmp: QmpAddressSchema,
-  channels: z
-    .number({ error: 'channels must be a whole number from 1 to 255' })
-    .int('channels must be a whole number from 1 to 255')
-    .min(1, 'channels must be at least 1')
-    .max(255, 'channels must be at most 255 (a channel id is one byte)')
-    .default(4),
+  channels: ChannelCountSchema.default(4),
   /** bytes/s; 0 raises QEMU's default cap (128 MiB/s) out of the way. */
   maxBandwidth: z.number({ error: 'max bandwidth must be bytes/s' }).int().min(0, 'max bandwidth must be 0 (uncapped) or more').default(0),
   /** QEMU's downtime-limit, ms; left as QEMU has it when absent. */
@@ -167,6 +158,29 @@ export function fieldErrors(error: z.ZodError): FieldErrors {
   }
   return out;
 }
+
+/** POST /api/guests: a new running guest on this host (an agent's, or the console's). */
+export const CreateGuestSchema = z.object({
+  name: z
+    .string()
+    .trim()
+    .min(1)
+    .max(64)
+    .regex(/^[A-Za-z0-9._-]+$/, 'a guest name is letters, digits, dots, dashes and underscores')
+    .optional(),
+  ramSize: z
+    .number({ error: 'RAM size must be a number of bytes' })
+    .int()
+    .min(MiB, 'RAM size must be at least 1 MiB')
+    .max(16 * 1024 * MiB, 'RAM size must be at most 16 GiB')
+    .refine((n) => n % 4096 === 0, 'RAM size must be a multiple of 4 KiB')
+    .default(256 * MiB),
+  fill: z.enum(['random', 'zero']).default('random'),
+  /** DESIGN 7.1 syntax, as for a migration's new guest. */
+  workload: z.string().trim().min(1, 'workload is required').max(64).default('idle'),
+});
+export type CreateGuest = z.infer<typeof CreateGuestSchema>;
+export type CreateGuestInput = z.input<typeof CreateGuestSchema>;
 
 export const GuestSummarySchema = z.object({
   uuid: z.string(),

@@ -37,6 +37,16 @@ export type Role = z.infer<typeof RoleSchema>;
 const MIB = 1024 * 1024;
 
 /**
+ * How many multifd channels: 1 to 255, since a channel id is one byte. Operator messages,
+ * shared by every place that takes a channel count (engine config, both console forms).
+ */
+export const ChannelCountSchema = z
+  .number({ error: 'channels must be a whole number from 1 to 255' })
+  .int('channels must be a whole number from 1 to 255')
+  .min(1, 'channels must be at least 1')
+  .max(255, 'channels must be at most 255 (a channel id is one byte)');
+
+/**
  * A migration as a caller asks for it (source side). Messages are written for operators:
  * the console shows them next to their field.
  */
@@ -45,12 +55,7 @@ export const MigrationConfigSchema = z.object({
   destination: z
     .string({ error: 'destination is required, as HOST:PORT' })
     .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d{1,5}$/, 'destination must be HOST:PORT, e.g. 127.0.0.1:4444'),
-  channels: z
-    .number({ error: 'channels must be a whole number from 1 to 255' })
-    .int('channels must be a whole number from 1 to 255')
-    .min(1, 'channels must be at least 1')
-    .max(255, 'channels must be at most 255 (a channel id is one byte)')
-    .default(4),
+  channels: ChannelCountSchema.default(4),
   maxBandwidth: z
     .number()
     .int()

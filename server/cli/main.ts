@@ -4,6 +4,7 @@
  */
 import { isMigrationError } from '../../lib/errors';
 import { EXIT_FAILED, EXIT_USAGE, UsageError } from './args';
+import { AGENT_USAGE, agentCommand } from './agent';
 import { DEST_USAGE, destCommand } from './dest';
 import { INSPECT_USAGE, inspectCommand } from './inspect';
 import { MIGRATE_USAGE, migrateCommand } from './migrate';
@@ -14,6 +15,7 @@ const USAGE = `usage: multifd <command> [options]
 commands:
   dest      receive migrations:   multifd dest --listen 127.0.0.1:4444 --channels 8
   migrate   migrate a guest:      multifd migrate --to 127.0.0.1:4444 --channels 8 --ram-size 1GiB
+  agent     run this host's agent: multifd agent --listen 0.0.0.0:7070 --name host-a
   relay     watch a QEMU migration: multifd relay --listen 127.0.0.1:5600 --to 127.0.0.1:5601 --record cap/
   inspect   read a capture:       multifd inspect --ram-out ram.img cap/1/*.bin
 
@@ -25,6 +27,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage
   migrate: { run: migrateCommand, usage: MIGRATE_USAGE },
   inspect: { run: inspectCommand, usage: INSPECT_USAGE },
   relay: { run: relayCommand, usage: RELAY_USAGE },
+  agent: { run: agentCommand, usage: AGENT_USAGE },
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -1,0 +1,77 @@
+/**
+ * Bearer tokens for the agent's control API (and, later, the console's login): compared in
+ * constant time, read from files that only their owner can read, generated when there is
+ * none, and never written to a log.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import path from 'node:path';
+import { ConfigInvalidError } from '../lib/errors';
+
+/** Shortest token accepted: 128 bits in hex. */
+export const MIN_TOKEN_LENGTH = 32;
+
+export class TokenCheck {
+  readonly #digest: Buffer;
+
+  constructor(token: string) {
+    if (token.length < MIN_TOKEN_LENGTH) throw new ConfigInvalidError(`a token must be at least ${MIN_TOKEN_LENGTH} characters`, { field: 'token' });
+    this.#digest = sha256(token);
+  }
+
+  /** Constant time whatever the candidate's length (both sides are hashed first). */
+  matches(candidate: string | null | undefined): boolean {
+    if (typeof candidate !== 'string' || candidate.length === 0) return false;
+    return timingSafeEqual(this.#digest, sha256(candidate));
+  }
+
+  /** `Authorization: Bearer <token>`. */
+  allows(req: IncomingMessage): boolean {
+    const h = req.headers.authorization;
+    if (typeof h !== 'string') return false;
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
+    return m !== null && this.matches(m[1]);
+  }
+}
+
+function sha256(s: string): Buffer {
+  return createHash('sha256').update(s, 'utf8').digest();
+}
+
+/** A new random token: 256 bits, hex. */
+export function newToken(): string {
+  return randomBytes(32).toString('hex');
+}
+
+/**
+ * The token in `file` (trimmed). A file that group or others can read is refused: a token
+ * anyone on the host can read protects nothing.
+ */
+export function readTokenFile(file: string): string {
+  let st;
+  try {
+    st = statSync(file);
+  } catch (err) {
+    throw new ConfigInvalidError(`token file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { field: 'token-file' });
+  }
+  if ((st.mode & 0o077) !== 0) {
+    throw new ConfigInvalidError(`token file ${file} is readable by others (mode ${(st.mode & 0o777).toString(8)}): chmod 600 ${file}`, { field: 'token-file' });
+  }
+  const token = readFileSync(file, 'utf8').trim();
+  if (token.length < MIN_TOKEN_LENGTH) throw new ConfigInvalidError(`token file ${file}: the token must be at least ${MIN_TOKEN_LENGTH} characters`, { field: 'token-file' });
+  return token;
+}
+
+/**
+ * The token in `file`, made (256 random bits, mode 0600) when the file does not exist yet.
+ * `created` says whether it was made now.
+ */
+export function ensureTokenFile(file: string): { token: string; created: boolean } {
+  if (existsSync(file)) return { token: readTokenFile(file), created: false };
+  mkdirSync(path.dirname(file), { recursive: true });
+  const token = newToken();
+  writeFileSync(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
+  chmodSync(file, 0o600); // whatever the umask did
+  return { token, created: true };
+}

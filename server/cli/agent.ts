@@ -1,0 +1,100 @@
+/**
+ * `multifd agent --listen HOST:PORT`: runs this host's agent (server/agent.ts) until
+ * interrupted. The control API needs the token in --token-file; without one, a token is
+ * made in <data-dir>/agent.token (mode 0600) and only its path is printed.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { splitHostPort } from '../../lib/engine';
+import { startAgent } from '../agent';
+import { ensureTokenFile, readTokenFile } from '../auth';
+import { EXIT_OK, UsageError, ms, oneOf, parsed } from './args';
+import { makeOutput, reportProcess } from './output';
+
+export const AGENT_USAGE = `usage: multifd agent --listen HOST:PORT [options]
+
+  --listen HOST:PORT            the control API (HTTP and socket.io, bearer token)
+  --migration-listen HOST:PORT  where migrations arrive (default: the next port; port 0 with --listen ...:0)
+  --name NAME                   how the console shows this host (default: the host name)
+  --token-file FILE             the control API's token (mode 0600); default <data-dir>/agent.token,
+                                made at first start (its path is printed, never the token)
+  --data-dir DIR                history and the made token (default ./data/agent-<name>)
+  --timeout-ms MS               incoming channel-setup and handshake timeout (default 10000)
+  --events ndjson               one JSON line per event on stdout (first: {"type":"listening"})
+`;
+
+export async function agentCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      listen: { type: 'string' },
+      'migration-listen': { type: 'string' },
+      name: { type: 'string' },
+      'token-file': { type: 'string' },
+      'data-dir': { type: 'string' },
+      'timeout-ms': { type: 'string' },
+      events: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(AGENT_USAGE);
+    return EXIT_OK;
+  }
+  if (!values.listen) throw new UsageError('--listen HOST:PORT is required');
+  const control = parsed('listen', values.listen, (s) => splitHostPort(s, '--listen'))!;
+  const migration = values['migration-listen']
+    ? parsed('migration-listen', values['migration-listen'], (s) => splitHostPort(s, '--migration-listen'))!
+    : { host: control.host, port: control.port === 0 ? 0 : control.port + 1 };
+  if (migration.port > 65535) throw new UsageError('--migration-listen is required when --listen uses port 65535');
+  const name = values.name?.trim() || os.hostname();
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) throw new UsageError('--name must be 1 to 64 letters, digits, dots, dashes or underscores');
+  const dataDir = path.resolve(values['data-dir'] ?? path.join('data', `agent-${name}`));
+  const mode = oneOf('events', values.events, ['ndjson'] as const) ?? 'human';
+  const out = makeOutput(mode);
+  let tokenFile: string;
+  let token: string;
+  if (values['token-file']) {
+    tokenFile = path.resolve(values['token-file']);
+    token = parsed('token-file', tokenFile, readTokenFile)!;
+  } else {
+    tokenFile = path.join(dataDir, 'agent.token');
+    const t = ensureTokenFile(tokenFile);
+    token = t.token;
+    if (t.created) out.info({ type: 'token-created', tokenFile }, `multifd agent: made a token in ${tokenFile} (mode 0600); give it to the console`);
+  }
+  const agent = await startAgent({
+    name,
+    host: control.host,
+    port: control.port,
+    migrationHost: migration.host,
+    migrationPort: migration.port,
+    token,
+    dataDir,
+    timeoutMs: ms('timeout-ms', values['timeout-ms']),
+  });
+  agent.registry.onBatch((b) => {
+    for (const e of b.events) out.event(e);
+  });
+  out.info(
+    { type: 'listening', name: agent.name, address: agent.url.replace(/^http:\/\//, ''), url: agent.url, migrationAddress: agent.migrationAddress, tokenFile, dataDir },
+    `multifd agent ${agent.name}: control ${agent.url}, migrations ${agent.migrationAddress}, token ${tokenFile}, data ${dataDir}`,
+  );
+  let finish!: () => void;
+  const stopped = new Promise<void>((resolve) => (finish = resolve));
+  process.once('SIGINT', finish);
+  process.once('SIGTERM', finish);
+  try {
+    await stopped;
+    return EXIT_OK;
+  } finally {
+    process.off('SIGINT', finish);
+    process.off('SIGTERM', finish);
+    await agent.close();
+    reportProcess(out);
+    out.close();
+  }
+}
