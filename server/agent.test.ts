@@ -105,8 +105,19 @@ describe('agents (two processes on loopback)', () => {
     const started = await call(a, 'POST', '/api/migrations', { guest: guest.uuid, destination: b.migrationAddress, channels: 4 });
     assert.equal(started.status, 201, JSON.stringify(started.json));
     const id = started.json.id as string;
-    const replies = await Promise.all(sockets.map((s) => new Promise<SubscribeReply>((r) => s.emit('migration:subscribe', id, r))));
-    assert.ok(replies[0].ok, 'the source agent knows the migration');
+    const subscribe = (s: (typeof sockets)[number]) => new Promise<SubscribeReply>((r) => s.emit('migration:subscribe', id, r));
+    const onA = await subscribe(sockets[0]);
+    assert.ok(onA.ok, 'the source agent knows the migration');
+    seen.push(...onA.timeline);
+    // B knows it once the hello arrived; its reply's timeline holds what came before.
+    for (const deadline = Date.now() + 10_000; ; await sleep(20)) {
+      const r = await subscribe(sockets[1]);
+      if (r.ok) {
+        seen.push(...r.timeline);
+        break;
+      }
+      assert.ok(Date.now() < deadline, 'the destination agent learns of the migration');
+    }
 
     const done = await until(a, id, ['completed', 'failed']);
     assert.equal(done.summary.state, 'completed', JSON.stringify(done.snapshot.error));

@@ -3,7 +3,8 @@
  * stable error codes. 422 carries field errors; no request can crash the server.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { CreateGuestSchema, StartMigrationSchema, StartQemuMigrationSchema, fieldErrors } from '../lib/contracts/console';
+import { AddAgentSchema, CreateGuestSchema, StartFleetMigrationSchema, StartMigrationSchema, StartQemuMigrationSchema, fieldErrors } from '../lib/contracts/console';
+import { AgentHttpError, type Fleet } from './fleet';
 import { MigrationError, isMigrationError } from '../lib/errors';
 import type { TokenCheck } from './auth';
 import type { MigrationRegistry } from './registry';
@@ -58,6 +59,14 @@ class HttpError extends Error {
 
 export function createApi(registry: MigrationRegistry, opts: ApiOptions = {}): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   const info = opts.info;
+  /** Fleet routes: 404 where there is no fleet (an agent's own API). */
+  const withFleet =
+    (fn: (fleet: Fleet, req: IncomingMessage, res: ServerResponse, params: string[]) => Promise<void>): Handler =>
+    async (req, res, params) => {
+      const fleet = registry.fleet;
+      if (!fleet) return fail(res, 404, 'NOT_FOUND', 'this server has no fleet');
+      await fn(fleet, req, res, params);
+    };
   const routes: Array<[string, RegExp, Handler]> = [
     [
       'POST',
@@ -155,6 +164,52 @@ export function createApi(registry: MigrationRegistry, opts: ApiOptions = {}): (
       },
     ],
     ...(info ? [['GET', /^\/api\/agent$/, async (_req: IncomingMessage, res: ServerResponse) => send(res, 200, info())] as [string, RegExp, Handler]] : []),
+    // --- the fleet (a console's agents) -------------------------------------------------
+    ['GET', /^\/api\/agents$/, async (_req, res) => send(res, 200, { agents: registry.agents() })],
+    [
+      'POST',
+      /^\/api\/agents$/,
+      withFleet(async (fleet, req, res) => {
+        const parsed = AddAgentSchema.safeParse(await readJson(req));
+        if (!parsed.success) return fail(res, 422, 'MIGRATION_CONFIG_INVALID', 'the agent is invalid', { fields: fieldErrors(parsed.error) });
+        send(res, 201, await fleet.add(parsed.data));
+      }),
+    ],
+    [
+      'DELETE',
+      /^\/api\/agents\/([^/]+)$/,
+      withFleet(async (fleet, _req, res, [name]) => {
+        if (!fleet.remove(name)) return fail(res, 404, 'NOT_FOUND', `no agent ${name}`);
+        send(res, 200, { removed: name });
+      }),
+    ],
+    [
+      'POST',
+      /^\/api\/agents\/([^/]+)\/guests$/,
+      withFleet(async (fleet, req, res, [name]) => {
+        const parsed = CreateGuestSchema.safeParse(await readJson(req));
+        if (!parsed.success) return fail(res, 422, 'MIGRATION_CONFIG_INVALID', 'the guest is invalid', { fields: fieldErrors(parsed.error) });
+        send(res, 201, await fleet.createGuest(name, parsed.data));
+      }),
+    ],
+    [
+      'POST',
+      /^\/api\/agents\/([^/]+)\/guests\/([^/]+)\/stop$/,
+      withFleet(async (fleet, _req, res, [name, uuid]) => {
+        const agent = fleet.agent(name);
+        if (!agent) return fail(res, 404, 'NOT_FOUND', `no agent ${name}`);
+        send(res, 200, await agent.request('POST', `/api/guests/${encodeURIComponent(uuid)}/stop`));
+      }),
+    ],
+    [
+      'POST',
+      /^\/api\/fleet\/migrations$/,
+      withFleet(async (fleet, req, res) => {
+        const parsed = StartFleetMigrationSchema.safeParse(await readJson(req));
+        if (!parsed.success) return fail(res, 422, 'MIGRATION_CONFIG_INVALID', 'the migration is invalid', { fields: fieldErrors(parsed.error) });
+        send(res, 201, await fleet.start(parsed.data));
+      }),
+    ],
     [
       'POST',
       /^\/api\/guests\/([^/]+)\/stop$/,
@@ -187,9 +242,15 @@ export function createApi(registry: MigrationRegistry, opts: ApiOptions = {}): (
         return;
       }
       if (err instanceof HttpError) return fail(res, err.status, err.code, err.message);
+      if (err instanceof AgentHttpError) {
+        // An agent's own refusal keeps its status and fields; an agent that does not answer is a bad gateway.
+        if (err.status === 422 && err.fields) return fail(res, 422, err.code, err.message, { fields: err.fields, agent: err.agent });
+        const status = err.status === 404 || err.status === 409 ? err.status : 502;
+        return fail(res, status, err.code, err.message, { agent: err.agent });
+      }
       if (err instanceof MigrationError) {
-        const status = err.code === 'MIGRATION_BUSY' ? 409 : err.code === 'MIGRATION_CONFIG_INVALID' ? 422 : 500;
-        return fail(res, status, err.code, err.message);
+        if (err.code === 'MIGRATION_CONFIG_INVALID') return fail(res, 422, err.code, err.message, { fields: { [err.field ?? '_']: [err.message] } });
+        return fail(res, err.code === 'MIGRATION_BUSY' ? 409 : 500, err.code, err.message);
       }
       fail(res, 500, 'INTERNAL', err instanceof Error ? err.message : String(err));
     }

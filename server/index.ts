@@ -10,6 +10,7 @@ import next from 'next';
 import { Destination } from '../lib/engine';
 import { createApi } from './api';
 import { defaultDataDir, openHistory } from './history';
+import { Fleet } from './fleet';
 import { LocalRegistry } from './registry';
 import { attachSocket } from './socket';
 
@@ -49,6 +50,8 @@ export async function startConsole(opts: ConsoleOptions = {}): Promise<RunningCo
     pollMs: opts.qemuPollMs,
     recordRoot: path.join(dataDir, 'recordings'),
   });
+  // The agents this console was given, found again after a restart.
+  registry.attachFleet(new Fleet(dataDir));
   const app = next({ dev: opts.dev ?? false, dir: ROOT, hostname: host, port });
   await app.prepare();
   const pages = app.getRequestHandler();

@@ -16,11 +16,13 @@ import {
   type StartMigration,
   type StartQemuMigration,
   type CreateGuest,
+  type AgentView,
 } from '../lib/contracts/console';
 import { BusyError, ConfigInvalidError } from '../lib/errors';
 import { SourceMigration, parseFault, type Destination, type Fault, type FaultKind, type IncomingMigration } from '../lib/engine';
 import { RELAY_FAULTS } from '../lib/qemu/relay';
 import { Guest, formatWorkload, parseWorkload } from '../lib/guest';
+import type { Fleet } from './fleet';
 import type { HistoryStore } from './history';
 import { QemuMigration, type QemuMigrationOptions } from './qemu-migration';
 
@@ -40,10 +42,16 @@ export interface MigrationRegistry {
   onBatch(fn: (b: EventBatch) => void): () => void;
   /** Sends pending batches now (before a subscriber takes the timeline, so it sees no event twice). */
   flush(): void;
-  /** The migration list or the guest list changed. */
-  onChange(fn: (what: 'migrations' | 'guests') => void): () => void;
+  /** The migration list, the guest list or the fleet's agents changed. */
+  onChange(fn: (what: Change) => void): () => void;
+  /** The fleet's agents ([] without a fleet). */
+  agents(): AgentView[];
+  /** The fleet, when this console has one. */
+  readonly fleet: Fleet | null;
   close(): Promise<void>;
 }
+
+export type Change = 'migrations' | 'guests' | 'agents';
 
 interface Hosted {
   guest: Guest;
@@ -82,7 +90,8 @@ export class LocalRegistry implements MigrationRegistry {
   private readonly qemuLive = new Map<string, QemuLive>();
   private readonly incomingLive = new Map<string, IncomingLive>();
   private readonly batchListeners = new Set<(b: EventBatch) => void>();
-  private readonly changeListeners = new Set<(what: 'migrations' | 'guests') => void>();
+  private readonly changeListeners = new Set<(what: Change) => void>();
+  fleet: Fleet | null = null;
   private readonly flushTimer: NodeJS.Timeout;
   private readonly offMigration: () => void;
 
@@ -224,6 +233,7 @@ export class LocalRegistry implements MigrationRegistry {
   }
 
   async cancel(id: string): Promise<MigrationSummary | null> {
+    if (this.fleet?.has(id)) return this.fleet.cancel(id);
     const inc = this.incomingLive.get(id);
     if (inc) {
       // The receiving side gives up: the source is told over the main channel and stops too.
@@ -244,6 +254,8 @@ export class LocalRegistry implements MigrationRegistry {
   }
 
   detail(id: string): MigrationDetail | null {
+    const f = this.fleet?.detail(id);
+    if (f) return f;
     const q = this.qemuLive.get(id);
     if (q) return this.qemuDetail(q);
     const inc = this.incomingLive.get(id);
@@ -263,6 +275,8 @@ export class LocalRegistry implements MigrationRegistry {
   }
 
   timeline(id: string): MigrationEvent[] | null {
+    const f = this.fleet?.timeline(id);
+    if (f) return f;
     const q = this.qemuLive.get(id);
     if (q) return [...q.migration.events.timeline];
     const inc = this.incomingLive.get(id);
@@ -277,6 +291,7 @@ export class LocalRegistry implements MigrationRegistry {
       ...[...this.live.values()].map((l) => this.summaryOf(l)),
       ...[...this.qemuLive.values()].map((q) => this.qemuSummary(q)),
       ...[...this.incomingLive.values()].map((i) => this.incomingSummary(i)),
+      ...(this.fleet?.summaries() ?? []),
     ];
     const ids = new Set(live.map((s) => s.id));
     const past = this.history.list().filter((s) => !ids.has(s.id));
@@ -313,13 +328,29 @@ export class LocalRegistry implements MigrationRegistry {
     return () => this.batchListeners.delete(fn);
   }
 
-  onChange(fn: (what: 'migrations' | 'guests') => void): () => void {
+  /** Serves the fleet's migrations beside this host's, and keeps them in history when they end. */
+  attachFleet(fleet: Fleet): void {
+    this.fleet = fleet;
+    fleet.onEnded((r) => {
+      this.flush();
+      this.history.save(r);
+      this.changed('migrations');
+    });
+    fleet.onChange(() => this.changed('agents'));
+  }
+
+  agents(): AgentView[] {
+    return this.fleet?.list() ?? [];
+  }
+
+  onChange(fn: (what: Change) => void): () => void {
     this.changeListeners.add(fn);
     return () => this.changeListeners.delete(fn);
   }
 
   async close(): Promise<void> {
     clearInterval(this.flushTimer);
+    this.fleet?.close();
     this.offMigration();
     await Promise.all([...this.live.values()].map((l) => l.source.cancel('console shutting down')));
     // The relay lives in this process: without it QEMU's migration breaks anyway; cancel it cleanly.
@@ -339,9 +370,10 @@ export class LocalRegistry implements MigrationRegistry {
       const events = live.pending.splice(0);
       for (const fn of this.batchListeners) fn({ id, events });
     }
+    for (const b of this.fleet?.drain() ?? []) for (const fn of this.batchListeners) fn(b);
   }
 
-  private changed(what: 'migrations' | 'guests'): void {
+  private changed(what: Change): void {
     for (const fn of this.changeListeners) fn(what);
   }
 
@@ -400,6 +432,7 @@ export class LocalRegistry implements MigrationRegistry {
       errorCode: s.error?.code ?? null,
       errorMessage: s.error?.message ?? null,
       inject: [],
+      agents: null,
     };
   }
 
@@ -431,6 +464,7 @@ export class LocalRegistry implements MigrationRegistry {
       errorCode: s.error?.code ?? null,
       errorMessage: s.error?.message ?? null,
       inject: q.request.inject,
+      agents: null,
     };
   }
 
@@ -451,6 +485,7 @@ export class LocalRegistry implements MigrationRegistry {
       errorCode: s.error?.code ?? null,
       errorMessage: s.error?.message ?? null,
       inject: live.config.inject,
+      agents: null,
     };
   }
 }

@@ -60,7 +60,8 @@ export function attachSocket(http: HttpServer, registry: MigrationRegistry, opts
   registry.onBatch((b) => io.to(room(b.id)).emit('migration:events', b));
   registry.onChange((what) => {
     if (what === 'migrations') io.emit('migrations:changed', registry.list());
-    else io.emit('guests:changed', registry.guests());
+    else if (what === 'guests') io.emit('guests:changed', registry.guests());
+    else io.emit('agents:changed', registry.agents());
   });
   return io;
 }

@@ -28,6 +28,7 @@ const CAUSES: Record<string, string> = {
   MIGRATION_CANCELLED: 'cancelled; the source guest keeps running, unchanged',
   MIGRATION_CONFIG_INVALID: 'the migration was configured with a value the engine refuses',
   MIGRATION_REMOTE_FAILED: 'the other side failed; its message says why',
+  MIGRATION_AGENT_DOWN: 'an agent of the migration stopped answering: the host is down, its agent was killed, or the network to it is cut',
   MIGRATION_INTERNAL: 'an internal error: please report it with the exported timeline',
 };
 

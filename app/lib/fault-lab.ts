@@ -15,6 +15,8 @@ export interface FaultRow {
   arg: string;
 }
 
+/** A kind the lab offers: its name, what it does, the argument it takes. */
+export type KindInfo = (typeof INJECT_KINDS)[number];
 export const KIND_INFO = new Map(INJECT_KINDS.map((k) => [k.kind, k]));
 export const defaultArg = (kind: InjectKind) => (kind === 'bad-header' ? INJECT_HEADER_FIELDS[0] : '');
 export const rowSpec = (r: FaultRow) => injectSpec(r.channel.trim(), r.kind, r.arg);

@@ -53,6 +53,14 @@ export function injectSpec(channel: number | string, kind: InjectKind, arg: stri
   return a === '' ? `ch${channel}:${kind}` : `ch${channel}:${kind}:${a}`;
 }
 
+/** A built-in guest's RAM, in bytes. */
+export const RamSizeSchema = z
+  .number({ error: 'RAM size must be a number of bytes' })
+  .int()
+  .min(MiB, 'RAM size must be at least 1 MiB')
+  .max(16 * 1024 * MiB, 'RAM size must be at most 16 GiB')
+  .refine((n) => n % 4096 === 0, 'RAM size must be a multiple of 4 KiB');
+
 /**
  * A migration as an operator (form or REST) asks for it. Fields left out take the defaults,
  * so `{}` or `{"channels": 4}` starts a migration of a new guest to the embedded destination.
@@ -62,13 +70,7 @@ export const StartMigrationSchema = z.object({
   channels: ChannelCountSchema.default(4),
   /** An existing guest on this host (its uuid); without it a new guest is created. */
   guest: z.uuid({ error: 'guest must be the uuid of a guest on this host' }).optional(),
-  ramSize: z
-    .number({ error: 'RAM size must be a number of bytes' })
-    .int()
-    .min(MiB, 'RAM size must be at least 1 MiB')
-    .max(16 * 1024 * MiB, 'RAM size must be at most 16 GiB')
-    .refine((n) => n % 4096 === 0, 'RAM size must be a multiple of 4 KiB')
-    .default(256 * MiB),
+  ramSize: RamSizeSchema.default(256 * MiB),
   fill: z.enum(['random', 'zero']).default('random'),
   /** DESIGN 7.1 syntax (idle, random:RATE[:WS], hotset:SIZE[:RATE], sweep[:RATE]); the server parses it. */
   workload: z.string().trim().min(1, 'workload is required').max(64).default('idle'),
@@ -168,13 +170,7 @@ export const CreateGuestSchema = z.object({
     .max(64)
     .regex(/^[A-Za-z0-9._-]+$/, 'a guest name is letters, digits, dots, dashes and underscores')
     .optional(),
-  ramSize: z
-    .number({ error: 'RAM size must be a number of bytes' })
-    .int()
-    .min(MiB, 'RAM size must be at least 1 MiB')
-    .max(16 * 1024 * MiB, 'RAM size must be at most 16 GiB')
-    .refine((n) => n % 4096 === 0, 'RAM size must be a multiple of 4 KiB')
-    .default(256 * MiB),
+  ramSize: RamSizeSchema.default(256 * MiB),
   fill: z.enum(['random', 'zero']).default('random'),
   /** DESIGN 7.1 syntax, as for a migration's new guest. */
   workload: z.string().trim().min(1, 'workload is required').max(64).default('idle'),
@@ -213,6 +209,8 @@ export const MigrationSummarySchema = z.object({
   errorMessage: z.string().nullable(),
   /** Faults injected from the fault lab (`chK:KIND[:ARG]`); [] for rows written before it existed. */
   inject: z.array(z.string()).default([]),
+  /** Between two agents of the fleet: their names; null for the console's own migrations. */
+  agents: z.object({ source: z.string(), destination: z.string() }).nullable().default(null),
 });
 export type MigrationSummary = z.infer<typeof MigrationSummarySchema>;
 
@@ -241,6 +239,59 @@ export type MigrationDetail = z.infer<typeof MigrationDetailSchema>;
 
 export { ChannelStateSchema };
 
+// --- the fleet ---------------------------------------------------------------------------
+
+/** An agent's name as the console shows it (the agent's --name). */
+export const AgentNameSchema = z.string().trim().min(1).max(64).regex(/^[A-Za-z0-9._-]+$/, 'an agent name is letters, digits, dots, dashes and underscores');
+
+/** POST /api/agents: an agent's control URL and its token; the name is the agent's own unless given. */
+export const AddAgentSchema = z.object({
+  url: z
+    .string({ error: 'the agent\'s control URL is required, e.g. http://10.0.0.2:7070' })
+    .trim()
+    .regex(/^https?:\/\/[^\s/]+\/?$/, 'the agent\'s control URL, e.g. http://10.0.0.2:7070'),
+  token: z.string({ error: 'the agent\'s token is required' }).trim().min(32, 'an agent token is at least 32 characters'),
+  name: AgentNameSchema.optional(),
+});
+export type AddAgent = z.infer<typeof AddAgentSchema>;
+
+export const AgentStateSchema = z.enum(['connecting', 'up', 'down', 'unauthorized']);
+export type AgentState = z.infer<typeof AgentStateSchema>;
+
+/** What the console knows of one agent (never its token). */
+export const AgentViewSchema = z.object({
+  name: z.string(),
+  url: z.string(),
+  state: AgentStateSchema,
+  /** why it is down or refused, in words */
+  error: z.string().nullable(),
+  /** when it last answered, ms since the epoch */
+  lastSeen: z.number().nullable(),
+  migrationAddress: z.string().nullable(),
+  guests: z.array(GuestSummarySchema),
+  /** its migrations not yet ended, either role */
+  inFlight: z.number().int(),
+});
+export type AgentView = z.infer<typeof AgentViewSchema>;
+
+/** POST /api/fleet/migrations: a guest of one agent to another, with the usual limits. */
+export const StartFleetMigrationSchema = StartMigrationSchema.pick({
+  channels: true,
+  maxBandwidth: true,
+  downtimeLimitMs: true,
+  roundLimit: true,
+  setupTimeoutMs: true,
+  inject: true,
+})
+  .extend({
+    sourceAgent: AgentNameSchema,
+    guest: z.uuid({ error: 'guest must be the uuid of a guest on the source agent' }),
+    destinationAgent: AgentNameSchema,
+  })
+  .refine((r) => r.sourceAgent !== r.destinationAgent, { message: 'the destination agent must be another agent than the source', path: ['destinationAgent'] });
+export type StartFleetMigration = z.infer<typeof StartFleetMigrationSchema>;
+export type StartFleetMigrationInput = z.input<typeof StartFleetMigrationSchema>;
+
 // --- socket.io -------------------------------------------------------------------------
 
 /** Events of one migration, batched (a few flushes a second, whatever N). */
@@ -260,6 +311,8 @@ export interface ServerToClientEvents {
   'migrations:changed': (list: MigrationSummary[]) => void;
   /** Sent to everyone when a guest is created, arrives, or stops. */
   'guests:changed': (list: GuestSummary[]) => void;
+  /** Sent to everyone when an agent is added, removed, comes up or goes down, or its guests change. */
+  'agents:changed': (list: AgentView[]) => void;
 }
 
 export interface ClientToServerEvents {

@@ -36,6 +36,8 @@ export const ERROR_CODES = [
   'MIGRATION_CANCELLED',
   'MIGRATION_CONFIG_INVALID',
   'MIGRATION_REMOTE_FAILED',
+  // the fleet
+  'MIGRATION_AGENT_DOWN',
   'MIGRATION_INTERNAL',
 ] as const;
 
@@ -166,6 +168,7 @@ export class VerifyTimeoutError extends define('MIGRATION_VERIFY_TIMEOUT', 'no v
 export class CancelledError extends define('MIGRATION_CANCELLED', 'migration cancelled') {}
 export class ConfigInvalidError extends define('MIGRATION_CONFIG_INVALID', 'invalid migration config') {}
 export class RemoteFailedError extends define('MIGRATION_REMOTE_FAILED', 'the peer reported a failure') {}
+export class AgentDownError extends define('MIGRATION_AGENT_DOWN', 'an agent of the migration went down') {}
 export class InternalError extends define('MIGRATION_INTERNAL', 'internal error') {}
 
 const ERROR_CLASSES: Partial<Record<ErrorCode, Ctor>> = {
@@ -195,6 +198,7 @@ const ERROR_CLASSES: Partial<Record<ErrorCode, Ctor>> = {
   MIGRATION_CANCELLED: CancelledError,
   MIGRATION_CONFIG_INVALID: ConfigInvalidError,
   MIGRATION_REMOTE_FAILED: RemoteFailedError,
+  MIGRATION_AGENT_DOWN: AgentDownError,
   MIGRATION_INTERNAL: InternalError,
 };
 

@@ -11,6 +11,7 @@ import { startAgent } from '../agent';
 import { ensureTokenFile, readTokenFile } from '../auth';
 import { EXIT_OK, UsageError, ms, oneOf, parsed } from './args';
 import { makeOutput, reportProcess } from './output';
+import { serving } from './serve';
 
 export const AGENT_USAGE = `usage: multifd agent --listen HOST:PORT [options]
 
@@ -83,18 +84,9 @@ export async function agentCommand(argv: string[]): Promise<number> {
     { type: 'listening', name: agent.name, address: agent.url.replace(/^http:\/\//, ''), url: agent.url, migrationAddress: agent.migrationAddress, tokenFile, dataDir },
     `multifd agent ${agent.name}: control ${agent.url}, migrations ${agent.migrationAddress}, token ${tokenFile}, data ${dataDir}`,
   );
-  let finish!: () => void;
-  const stopped = new Promise<void>((resolve) => (finish = resolve));
-  process.once('SIGINT', finish);
-  process.once('SIGTERM', finish);
-  try {
-    await stopped;
-    return EXIT_OK;
-  } finally {
-    process.off('SIGINT', finish);
-    process.off('SIGTERM', finish);
+  return serving().wait(async () => {
     await agent.close();
     reportProcess(out);
     out.close();
-  }
+  });
 }

@@ -9,6 +9,7 @@ import type { Guest } from '../../lib/guest';
 import { formatBytes } from '../../lib/guest';
 import { EXIT_FAILED, EXIT_OK, UsageError, int, ms, oneOf, parsed } from './args';
 import { makeOutput, reportProcess } from './output';
+import { serving } from './serve';
 import { uuidToBytes } from '../../lib/protocol';
 
 export const DEST_USAGE = `usage: multifd dest --listen HOST:PORT [options]
@@ -63,8 +64,7 @@ export async function destCommand(argv: string[]): Promise<number> {
   });
   dest.onEvent((e) => out.event(e));
   const arrived: Guest[] = [];
-  let finish!: (code: number) => void;
-  const exit = new Promise<number>((resolve) => (finish = resolve));
+  const served = serving();
   dest.onMigration((m) => {
     void m.done.then((r) => {
       if (r.guest) {
@@ -74,23 +74,16 @@ export async function destCommand(argv: string[]): Promise<number> {
           `guest ${r.guest.uuid} (${formatBytes(r.guest.ramSize)}) is running here`,
         );
       }
-      if (values.once) finish(r.state === 'completed' ? EXIT_OK : EXIT_FAILED);
+      if (values.once) served.finish(r.state === 'completed' ? EXIT_OK : EXIT_FAILED);
     });
   });
   const addr = await dest.listen();
   out.info({ type: 'listening', address: joinHostPort(addr.host, addr.port) }, `multifd dest: listening on ${joinHostPort(addr.host, addr.port)}`);
-  // Interrupted while serving is how a long-running dest ends, not a failure.
-  const onSignal = () => finish(EXIT_OK);
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  try {
-    return await exit;
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+  return served.wait(async () => {
     await dest.close();
+    // The guests that arrived run in this process: they end with it.
     await Promise.all(arrived.map((g) => g.stop()));
     reportProcess(out);
     out.close();
-  }
+  });
 }

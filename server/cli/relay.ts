@@ -12,6 +12,7 @@ import { uuidToBytes } from '../../lib/protocol';
 import { QemuRelay } from '../../lib/qemu/relay';
 import { EXIT_FAILED, EXIT_OK, UsageError, int, ms, oneOf, parsed } from './args';
 import { makeOutput, reportProcess } from './output';
+import { serving } from './serve';
 
 export const RELAY_USAGE = `usage: multifd relay --listen HOST:PORT --to HOST:PORT [options]
 
@@ -84,8 +85,7 @@ export async function relayCommand(argv: string[]): Promise<number> {
     tickMs: int('tick-ms', values['tick-ms'], 10, 10_000),
   });
   relay.onEvent((e) => out.event(e));
-  let finish!: (code: number) => void;
-  const exit = new Promise<number>((resolve) => (finish = resolve));
+  const served = serving();
   relay.onSession((s) => {
     const snap = s.snapshot;
     const perChannel = snap.channels.map((c) => `ch${c.id} ${formatBytes(c.bytes)}`).join(', ');
@@ -94,23 +94,16 @@ export async function relayCommand(argv: string[]): Promise<number> {
       `migration ${s.id.slice(0, 8)} ${s.state}: ${formatBytes(snap.transferred)} relayed in ${snap.totalTimeMs} ms (${perChannel})` +
         (s.recordDir ? `; recorded in ${s.recordDir}` : ''),
     );
-    if (values.once) finish(s.state === 'completed' ? EXIT_OK : EXIT_FAILED);
+    if (values.once) served.finish(s.state === 'completed' ? EXIT_OK : EXIT_FAILED);
   });
   const addr = await relay.listen();
   out.info(
     { type: 'listening', address: joinHostPort(addr.host, addr.port), to: joinHostPort(to.host, to.port) },
     `multifd relay: listening on ${joinHostPort(addr.host, addr.port)}, forwarding to ${joinHostPort(to.host, to.port)}`,
   );
-  const onSignal = () => finish(EXIT_OK);
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  try {
-    return await exit;
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+  return served.wait(async () => {
     await relay.close();
     reportProcess(out);
     out.close();
-  }
+  });
 }

@@ -399,16 +399,22 @@ function whyLine(m: LiveModel, eta: Eta | null, progress: RoundProgress | null):
   }
 }
 
+/** The bar both modes' progress lines start with: a fraction from 0 to 1, as a percentage. */
+function ProgressBar({ fraction }: { fraction: number }) {
+  return (
+    <div className="bar" role="progressbar" aria-valuemin={0} aria-valuemax={100} aria-valuenow={Math.round(fraction * 100)} data-testid="progress">
+      <div className="bar-fill" style={{ transform: `scaleX(${fraction.toFixed(4)})` }} />
+    </div>
+  );
+}
+
 /** Pages sent against RAM, and what this round re-sends: progress never silently goes back. */
 function ProgressLine({ m, progress }: { m: LiveModel; progress: RoundProgress | null }) {
   const s = m.snapshot!;
   const covered = coveredBytes(s);
-  const pct = progress ? progress.fraction : 0;
   return (
     <section className="progress-panel" aria-label="progress">
-      <div className="bar" role="progressbar" aria-valuemin={0} aria-valuemax={100} aria-valuenow={Math.round(pct * 100)} data-testid="progress">
-        <div className="bar-fill" style={{ transform: `scaleX(${pct.toFixed(4)})` }} />
-      </div>
+      <ProgressBar fraction={progress?.fraction ?? 0} />
       <p className="mono">
         {s.state === 'completed'
           ? `done: all ${formatBytes(s.ramSize)} of RAM on the destination`
@@ -474,13 +480,10 @@ function qemuWhyLine(m: LiveModel, eta: Eta): string {
 function QemuProgressLine({ m }: { m: LiveModel }) {
   const s = m.snapshot!;
   const p = qemuProgress(m);
-  const pct = p ? p.fraction : 0;
   const covered = coveredBytes(s);
   return (
     <section className="progress-panel" aria-label="progress">
-      <div className="bar" role="progressbar" aria-valuemin={0} aria-valuemax={100} aria-valuenow={Math.round(pct * 100)} data-testid="progress">
-        <div className="bar-fill" style={{ transform: `scaleX(${pct.toFixed(4)})` }} />
-      </div>
+      <ProgressBar fraction={p?.fraction ?? 0} />
       <p className="mono">
         {s.state === 'completed'
           ? `done: all ${formatBytes(p?.total ?? s.ramSize)} of RAM on the destination QEMU`
