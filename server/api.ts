@@ -3,7 +3,7 @@
  * stable error codes. 422 carries field errors; no request can crash the server.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { AddAgentSchema, CreateGuestSchema, StartFleetMigrationSchema, StartMigrationSchema, StartQemuMigrationSchema, fieldErrors } from '../lib/contracts/console';
+import { AddAgentSchema, CreateGuestSchema, EvacuateSchema, StartFleetMigrationSchema, StartMigrationSchema, StartQemuMigrationSchema, fieldErrors } from '../lib/contracts/console';
 import { AgentHttpError, type Fleet } from './fleet';
 import { MigrationError, isMigrationError } from '../lib/errors';
 import type { TokenCheck } from './auth';
@@ -200,6 +200,34 @@ export function createApi(registry: MigrationRegistry, opts: ApiOptions = {}): (
         if (!agent) return fail(res, 404, 'NOT_FOUND', `no agent ${name}`);
         send(res, 200, await agent.request('POST', `/api/guests/${encodeURIComponent(uuid)}/stop`));
       }),
+    ],
+    [
+      'POST',
+      /^\/api\/agents\/([^/]+)\/evacuate$/,
+      withFleet(async (_fleet, req, res, [name]) => {
+        const parsed = EvacuateSchema.safeParse(await readJson(req));
+        if (!parsed.success) return fail(res, 422, 'MIGRATION_CONFIG_INVALID', 'the evacuation is invalid', { fields: fieldErrors(parsed.error) });
+        send(res, 201, await registry.evacuations!.start(name, parsed.data));
+      }),
+    ],
+    ['GET', /^\/api\/evacuations$/, async (_req, res) => send(res, 200, { evacuations: registry.evacuations?.list() ?? [] })],
+    [
+      'GET',
+      /^\/api\/evacuations\/([^/]+)$/,
+      async (_req, res, [id]) => {
+        const e = registry.evacuations?.get(id);
+        if (!e) return fail(res, 404, 'NOT_FOUND', `no evacuation ${id}`);
+        send(res, 200, e);
+      },
+    ],
+    [
+      'POST',
+      /^\/api\/evacuations\/([^/]+)\/cancel$/,
+      async (_req, res, [id]) => {
+        const e = registry.evacuations?.cancel(id);
+        if (!e) return fail(res, 404, 'NOT_FOUND', `no evacuation ${id}`);
+        send(res, 200, e);
+      },
     ],
     [
       'POST',

@@ -152,6 +152,33 @@ describe('the fleet: a console and two agents on loopback', () => {
     }
   });
 
+  it('evacuates 4 guests off host-a with at most 2 outbound at once, a visible queue, and a summary', async () => {
+    for (let i = 0; i < 4; i++) {
+      const g = await call('POST', '/api/agents/host-a/guests', { name: `evac-${i}`, ramSize: 32 << 20 });
+      assert.equal(g.status, 201, JSON.stringify(g.json));
+    }
+    // 16 MiB/s each: two seconds a guest, long enough to see who runs beside whom.
+    const r = await call('POST', '/api/agents/host-a/evacuate', { maxOutboundPerHost: 2, maxBandwidth: 16 << 20 });
+    assert.equal(r.status, 201, JSON.stringify(r.json));
+    const id = r.json.id as string;
+    assert.equal(r.json.items.length, 4);
+    assert.equal(r.json.items.filter((x: { state: string }) => x.state === 'queued').length, 2, 'two wait in the queue while two run');
+
+    const done = await until('the evacuation done', async () => {
+      const e = (await call('GET', `/api/evacuations/${id}`)).json;
+      return e.state === 'done' ? e : null;
+    }, 60_000);
+    assert.deepEqual(done.summary, { queued: 0, migrating: 0, completed: 4, failed: 0, skipped: 0 });
+    assert.equal(done.peakInFlight, 2);
+    assert.ok(done.items.every((x: { destination: string }) => x.destination === 'host-b'));
+    // From the migrations' own times, not the scheduler's count: never more than 2 at once.
+    const spans = await Promise.all(done.items.map(async (x: { migrationId: string }) => (await detail(x.migrationId)).summary));
+    let most = 0;
+    for (const a of spans) most = Math.max(most, spans.filter((b) => b.startedAt <= a.startedAt && (b.endedAt ?? Infinity) > a.startedAt).length);
+    assert.equal(most, 2, JSON.stringify(spans.map((x) => [x.startedAt, x.endedAt])));
+    assert.equal((await agentState('host-a'))?.guests.length, 0, 'host-a is empty');
+  });
+
   it('the destination agent killed mid-migration: failed with MIGRATION_AGENT_DOWN naming it; the guest runs on; the agent shows down', async () => {
     const g = await call('POST', '/api/agents/host-a/guests', { name: 'web-2', ramSize: 128 << 20 });
     const guest = g.json as GuestSummary;

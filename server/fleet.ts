@@ -333,6 +333,17 @@ export class Fleet {
     return this.#live.has(id);
   }
 
+  /** Fleet migrations not yet ended: in all, out of each agent, into each agent. */
+  inFlight(): { total: number; bySource: Map<string, number>; byDestination: Map<string, number> } {
+    const bySource = new Map<string, number>();
+    const byDestination = new Map<string, number>();
+    for (const l of this.#live.values()) {
+      bySource.set(l.source.name, (bySource.get(l.source.name) ?? 0) + 1);
+      byDestination.set(l.destination.name, (byDestination.get(l.destination.name) ?? 0) + 1);
+    }
+    return { total: this.#live.size, bySource, byDestination };
+  }
+
   detail(id: string): MigrationDetail | null {
     const l = this.#live.get(id);
     if (!l) return null;

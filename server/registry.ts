@@ -22,6 +22,7 @@ import { BusyError, ConfigInvalidError } from '../lib/errors';
 import { SourceMigration, parseFault, type Destination, type Fault, type FaultKind, type IncomingMigration } from '../lib/engine';
 import { RELAY_FAULTS } from '../lib/qemu/relay';
 import { Guest, formatWorkload, parseWorkload } from '../lib/guest';
+import { Evacuations } from './evacuation';
 import type { Fleet } from './fleet';
 import type { HistoryStore } from './history';
 import { QemuMigration, type QemuMigrationOptions } from './qemu-migration';
@@ -48,10 +49,12 @@ export interface MigrationRegistry {
   agents(): AgentView[];
   /** The fleet, when this console has one. */
   readonly fleet: Fleet | null;
+  /** Host evacuations (with the fleet). */
+  readonly evacuations: Evacuations | null;
   close(): Promise<void>;
 }
 
-export type Change = 'migrations' | 'guests' | 'agents';
+export type Change = 'migrations' | 'guests' | 'agents' | 'evacuations';
 
 interface Hosted {
   guest: Guest;
@@ -92,6 +95,7 @@ export class LocalRegistry implements MigrationRegistry {
   private readonly batchListeners = new Set<(b: EventBatch) => void>();
   private readonly changeListeners = new Set<(what: Change) => void>();
   fleet: Fleet | null = null;
+  evacuations: Evacuations | null = null;
   private readonly flushTimer: NodeJS.Timeout;
   private readonly offMigration: () => void;
 
@@ -337,6 +341,8 @@ export class LocalRegistry implements MigrationRegistry {
       this.changed('migrations');
     });
     fleet.onChange(() => this.changed('agents'));
+    this.evacuations = new Evacuations(fleet);
+    this.evacuations.onChange(() => this.changed('evacuations'));
   }
 
   agents(): AgentView[] {

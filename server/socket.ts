@@ -61,6 +61,7 @@ export function attachSocket(http: HttpServer, registry: MigrationRegistry, opts
   registry.onChange((what) => {
     if (what === 'migrations') io.emit('migrations:changed', registry.list());
     else if (what === 'guests') io.emit('guests:changed', registry.guests());
+    else if (what === 'evacuations') io.emit('evacuations:changed', registry.evacuations?.list() ?? []);
     else io.emit('agents:changed', registry.agents());
   });
   return io;

@@ -292,6 +292,48 @@ export const StartFleetMigrationSchema = StartMigrationSchema.pick({
 export type StartFleetMigration = z.infer<typeof StartFleetMigrationSchema>;
 export type StartFleetMigrationInput = z.input<typeof StartFleetMigrationSchema>;
 
+/** POST /api/agents/:name/evacuate: every guest off that agent, within KubeVirt-like limits. */
+export const EvacuateSchema = z.object({
+  /** Fleet migrations in flight at once, all of them counted (KubeVirt: parallelMigrationsPerCluster, 5). */
+  maxInFlight: z.number().int().min(1, 'at least 1 migration at a time').max(100).default(5),
+  /** Migrations out of one host at once (KubeVirt: parallelOutboundMigrationsPerNode, 2). */
+  maxOutboundPerHost: z.number().int().min(1, 'at least 1 migration out of a host at a time').max(50).default(2),
+  /** Where guests may go; default every other agent that is up. */
+  destinations: z.array(AgentNameSchema).max(255).optional(),
+  channels: ChannelCountSchema.default(4),
+  maxBandwidth: z.number().int().min(0).default(0),
+  downtimeLimitMs: z.number().int().min(1).max(600_000).default(300),
+});
+export type Evacuate = z.infer<typeof EvacuateSchema>;
+export type EvacuateInput = z.input<typeof EvacuateSchema>;
+
+export const EvacuationItemSchema = z.object({
+  guest: z.string(),
+  name: z.string(),
+  ramSize: z.number(),
+  state: z.enum(['queued', 'migrating', 'completed', 'failed', 'skipped']),
+  destination: z.string().nullable(),
+  migrationId: z.string().nullable(),
+  error: z.string().nullable(),
+  startedAt: z.number().nullable(),
+  endedAt: z.number().nullable(),
+});
+export type EvacuationItem = z.infer<typeof EvacuationItemSchema>;
+
+export const EvacuationViewSchema = z.object({
+  id: z.string(),
+  agent: z.string(),
+  state: z.enum(['running', 'done', 'cancelled']),
+  limits: z.object({ maxInFlight: z.number().int(), maxOutboundPerHost: z.number().int() }),
+  startedAt: z.number(),
+  endedAt: z.number().nullable(),
+  items: z.array(EvacuationItemSchema),
+  /** The most of this evacuation's migrations that ran at once. */
+  peakInFlight: z.number().int(),
+  summary: z.object({ queued: z.number().int(), migrating: z.number().int(), completed: z.number().int(), failed: z.number().int(), skipped: z.number().int() }),
+});
+export type EvacuationView = z.infer<typeof EvacuationViewSchema>;
+
 // --- socket.io -------------------------------------------------------------------------
 
 /** Events of one migration, batched (a few flushes a second, whatever N). */
@@ -313,6 +355,8 @@ export interface ServerToClientEvents {
   'guests:changed': (list: GuestSummary[]) => void;
   /** Sent to everyone when an agent is added, removed, comes up or goes down, or its guests change. */
   'agents:changed': (list: AgentView[]) => void;
+  /** Sent to everyone when an evacuation starts, moves on, or ends. */
+  'evacuations:changed': (list: EvacuationView[]) => void;
 }
 
 export interface ClientToServerEvents {
