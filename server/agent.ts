@@ -67,7 +67,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     const reg = registry;
     const startedAt = Date.now();
     const api = createApi(reg, {
-      auth,
+      authorize: (req) => auth.allows(req),
       info: () => ({
         name,
         version: AGENT_VERSION,
@@ -85,7 +85,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       res.writeHead(404, { 'content-type': 'application/json; charset=utf-8' });
       res.end(JSON.stringify({ code: 'NOT_FOUND', message: 'this is an agent: its API is under /api/' }));
     });
-    const io = attachSocket(server, reg, { auth });
+    const io = attachSocket(server, reg, { authorize: (headers, a) => auth.allowsHandshake(headers, a) });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(opts.port, opts.host, () => {

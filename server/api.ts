@@ -6,12 +6,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AddAgentSchema, CreateGuestSchema, EvacuateSchema, StartFleetMigrationSchema, StartMigrationSchema, StartQemuMigrationSchema, fieldErrors } from '../lib/contracts/console';
 import { AgentHttpError, type Fleet } from './fleet';
 import { MigrationError, isMigrationError } from '../lib/errors';
-import type { TokenCheck } from './auth';
 import type { MigrationRegistry } from './registry';
 
 export interface ApiOptions {
-  /** When set, every request must carry `Authorization: Bearer <token>`; else 401, nothing done. */
-  auth?: TokenCheck | null;
+  /** When set, a request it refuses gets 401 and nothing is done (an agent's token, the console's login). */
+  authorize?: ((req: IncomingMessage) => boolean) | null;
   /** GET /api/agent: who this is (an agent's name, addresses, counts). */
   info?: (() => Record<string, unknown>) | null;
 }
@@ -251,7 +250,7 @@ export function createApi(registry: MigrationRegistry, opts: ApiOptions = {}): (
 
   return async (req, res) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
-    if (opts.auth && !opts.auth.allows(req)) {
+    if (opts.authorize && !opts.authorize(req)) {
       // Before anything is read or done: a request without the token changes nothing.
       req.resume();
       fail(res, 401, 'UNAUTHORIZED', 'a bearer token is required (Authorization: Bearer <token>)', {}, { 'www-authenticate': 'Bearer' });

@@ -26,13 +26,22 @@ export class TokenCheck {
     return timingSafeEqual(this.#digest, sha256(candidate));
   }
 
+  /** A socket.io handshake: `auth: { token }`, else an Authorization header. */
+  allowsHandshake(headers: IncomingMessage['headers'], auth: unknown): boolean {
+    const given = (auth as { token?: unknown } | null)?.token;
+    if (typeof given === 'string') return this.matches(given);
+    return this.matches(bearerOf(headers.authorization));
+  }
+
   /** `Authorization: Bearer <token>`. */
   allows(req: IncomingMessage): boolean {
-    const h = req.headers.authorization;
-    if (typeof h !== 'string') return false;
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
-    return m !== null && this.matches(m[1]);
+    return this.matches(bearerOf(req.headers.authorization));
   }
+}
+
+/** The token of an `Authorization: Bearer <token>` header, if that is what it is. */
+export function bearerOf(header: string | string[] | undefined): string | undefined {
+  return typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined;
 }
 
 function sha256(s: string): Buffer {

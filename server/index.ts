@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import next from 'next';
 import { Destination } from '../lib/engine';
 import { createApi } from './api';
+import { consoleHandler, consoleLogin } from './console-auth';
 import { defaultDataDir, openHistory } from './history';
 import { Fleet } from './fleet';
 import { LocalRegistry } from './registry';
@@ -55,18 +56,17 @@ export async function startConsole(opts: ConsoleOptions = {}): Promise<RunningCo
   const app = next({ dev: opts.dev ?? false, dir: ROOT, hostname: host, port });
   await app.prepare();
   const pages = app.getRequestHandler();
-  const api = createApi(registry);
-  const server = http.createServer((req, res) => {
-    if (req.url?.startsWith('/api/')) {
-      void api(req, res);
-      return;
-    }
+  // Open on loopback; elsewhere every page, call and socket needs the operator's token.
+  const login = consoleLogin(host, dataDir, (line) => process.stderr.write(`${line}\n`));
+  const api = createApi(registry, login.required ? { authorize: (req) => login.allows(req) } : {});
+  const handle = consoleHandler(login, api, (req, res) =>
     pages(req, res).catch(() => {
       if (!res.headersSent) res.writeHead(500);
       res.end();
-    });
-  });
-  const io = attachSocket(server, registry);
+    }),
+  );
+  const server = http.createServer((req, res) => void handle(req, res));
+  const io = attachSocket(server, registry, login.required ? { authorize: (headers, a) => login.allowsHandshake(headers, a) } : {});
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

@@ -11,25 +11,21 @@ import {
   type ServerToClientEvents,
   type SubscribeReply,
 } from '../lib/contracts/console';
-import type { TokenCheck } from './auth';
 import type { MigrationRegistry } from './registry';
 
 export interface SocketOptions {
-  /** When set, a client must present the token (`auth: { token }`, or an Authorization header). */
-  auth?: TokenCheck | null;
+  /** When set, a connection it refuses is turned away ('unauthorized'): the handshake's headers and `auth`. */
+  authorize?: ((headers: import('node:http').IncomingHttpHeaders, auth: unknown) => boolean) | null;
 }
 
 export function attachSocket(http: HttpServer, registry: MigrationRegistry, opts: SocketOptions = {}): Server<ClientToServerEvents, ServerToClientEvents> {
   const io = new Server<ClientToServerEvents, ServerToClientEvents>(http, { serveClient: false });
   const room = (id: string) => `migration:${id}`;
-  const auth = opts.auth;
-  if (auth) {
+  const authorize = opts.authorize;
+  if (authorize) {
     io.use((socket, next) => {
-      const given = (socket.handshake.auth as { token?: unknown } | undefined)?.token;
-      const header = socket.handshake.headers.authorization;
-      const bearer = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined;
-      if (auth.matches(typeof given === 'string' ? given : bearer)) next();
-      else next(Object.assign(new Error('unauthorized: a bearer token is required'), { data: { code: 'UNAUTHORIZED' } }));
+      if (authorize(socket.handshake.headers, socket.handshake.auth)) next();
+      else next(Object.assign(new Error('unauthorized: a token or a login is required'), { data: { code: 'UNAUTHORIZED' } }));
     });
   }
 

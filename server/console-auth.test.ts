@@ -1,0 +1,121 @@
+/**
+ * The console's login, over real HTTP and socket.io: open on loopback; beyond it every page,
+ * REST call and socket needs the token or a session from POST /api/login; a wrong token gets
+ * 401 and changes nothing; a token made at first start is 0600 and shown once.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { io as connect } from 'socket.io-client';
+import { createApi } from './api';
+import { newToken } from './auth';
+import { consoleHandler, consoleLogin, isLoopback } from './console-auth';
+import { attachSocket } from './socket';
+import { startTestConsole, type TestConsole } from './test-support';
+
+describe('console login', () => {
+  it('loopback is open; anything else needs the login', () => {
+    for (const h of ['127.0.0.1', '127.3.2.1', '::1', '[::1]', 'localhost']) assert.equal(isLoopback(h), true, h);
+    for (const h of ['0.0.0.0', '10.0.0.2', '::', 'console.example']) assert.equal(isLoopback(h), false, h);
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'multifd-login-'));
+    try {
+      assert.equal(consoleLogin('127.0.0.1', dir, () => {}).required, false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a token made at first start is 0600 and shown that once', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'multifd-login-'));
+    const saved = process.env.MULTIFD_CONSOLE_TOKEN;
+    delete process.env.MULTIFD_CONSOLE_TOKEN;
+    try {
+      const lines: string[] = [];
+      assert.equal(consoleLogin('0.0.0.0', dir, (l) => lines.push(l)).required, true);
+      const file = path.join(dir, 'console.token');
+      const token = readFileSync(file, 'utf8').trim();
+      assert.equal(statSync(file).mode & 0o777, 0o600);
+      assert.ok(lines[0].includes(token), 'shown when made');
+      consoleLogin('0.0.0.0', dir, (l) => lines.push(l));
+      assert.ok(!lines[1].includes(token), 'not shown again');
+    } finally {
+      if (saved !== undefined) process.env.MULTIFD_CONSOLE_TOKEN = saved;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  describe('beyond loopback', () => {
+    let tc: TestConsole;
+    const token = newToken();
+    let saved: string | undefined;
+
+    before(async () => {
+      saved = process.env.MULTIFD_CONSOLE_TOKEN;
+      process.env.MULTIFD_CONSOLE_TOKEN = token;
+      tc = await startTestConsole((server, registry) => {
+        const login = consoleLogin('0.0.0.0', os.tmpdir(), () => {});
+        const api = createApi(registry, { authorize: (req) => login.allows(req) });
+        const page = (_req: http.IncomingMessage, res: http.ServerResponse) => {
+          res.writeHead(200, { 'content-type': 'text/html' });
+          res.end('<p>the console</p>');
+        };
+        const handle = consoleHandler(login, api, page);
+        server.on('request', (req, res) => void handle(req, res));
+        attachSocket(server, registry, { authorize: (h, a) => login.allowsHandshake(h, a) });
+      });
+    });
+    after(async () => {
+      if (saved === undefined) delete process.env.MULTIFD_CONSOLE_TOKEN;
+      else process.env.MULTIFD_CONSOLE_TOKEN = saved;
+      await tc.close();
+    });
+
+    const get = (p: string, headers: Record<string, string> = {}) => fetch(tc.url + p, { headers, redirect: 'manual' });
+
+    it('pages send a stranger to /login, REST says 401 and does nothing, sockets are turned away', async () => {
+      const page = await get('/migrations/x');
+      assert.equal(page.status, 302);
+      assert.equal(page.headers.get('location'), '/login?next=%2Fmigrations%2Fx');
+      assert.equal((await get('/login')).status, 200, 'the login page itself is open');
+      const before = tc.registry.guests().length;
+      const post = await fetch(`${tc.url}/api/migrations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"channels": 1, "ramSize": 1048576}' });
+      assert.equal(post.status, 401);
+      assert.equal(((await post.json()) as { code: string }).code, 'UNAUTHORIZED');
+      assert.equal(tc.registry.guests().length, before, 'nothing was started');
+      assert.equal(tc.registry.list().length, 0);
+      const s = connect(tc.url, { transports: ['websocket'], reconnection: false });
+      const err = await new Promise<Error>((r) => s.once('connect_error', r));
+      s.close();
+      assert.match(err.message, /unauthorized/);
+    });
+
+    it('a wrong token does not log in; the right one gives a session cookie that opens pages, REST and sockets', async () => {
+      const wrong = await fetch(`${tc.url}/api/login`, { method: 'POST', body: JSON.stringify({ token: newToken() }) });
+      assert.equal(wrong.status, 401);
+      assert.equal(wrong.headers.get('set-cookie'), null);
+
+      const ok = await fetch(`${tc.url}/api/login`, { method: 'POST', body: JSON.stringify({ token }) });
+      assert.equal(ok.status, 204);
+      const cookie = ok.headers.get('set-cookie')!;
+      assert.match(cookie, /HttpOnly/);
+      assert.match(cookie, /SameSite=Strict/);
+      const session = cookie.split(';')[0];
+      assert.equal((await get('/', { cookie: session })).status, 200);
+      assert.equal((await get('/api/migrations', { cookie: session })).status, 200);
+      assert.equal((await get('/api/migrations', { authorization: `Bearer ${token}` })).status, 200, 'scripts use the token itself');
+      const s = connect(tc.url, { transports: ['websocket'], reconnection: false, extraHeaders: { cookie: session } });
+      await new Promise<void>((resolve, reject) => {
+        s.once('connect', () => resolve());
+        s.once('connect_error', reject);
+      });
+      s.close();
+
+      const out = await fetch(`${tc.url}/api/logout`, { method: 'POST', headers: { cookie: session } });
+      assert.equal(out.status, 204);
+      assert.equal((await get('/api/migrations', { cookie: session })).status, 401, 'logged out');
+    });
+  });
+});
