@@ -1,6 +1,8 @@
 /**
- * The console's fleet: two `multifd agent` processes on loopback and a console's server
- * parts (registry, REST, socket.io, SQLite) in this process. Agents are added by address
+ * The console's fleet: two `multifd agent` processes, each in its own network namespace
+ * (two hosts on one bridge; on loopback where namespaces cannot be made, and the suite's
+ * name says so), and a console's server parts (registry, REST, socket.io, SQLite) in this
+ * process, in the root namespace. Agents are added by address
  * and token and kept (0600), a guest migrates between them through the console with both
  * sides' events in one room and the record in history, a restarted console finds its agents
  * again, and a destination agent killed mid-migration fails it with a code naming that
@@ -17,6 +19,7 @@ import { createApi } from './api';
 import { newToken } from './auth';
 import { killAll, start, type Cli } from './cli/test-support';
 import { Fleet } from './fleet';
+import { makeFleetNet, type FleetNet } from './netns';
 import { attachSocket } from './socket';
 import { startTestConsole, type TestConsole } from './test-support';
 
@@ -29,7 +32,11 @@ interface AgentProc {
   token: string;
 }
 
-describe('the fleet: a console and two agents on loopback', () => {
+// Two hosts as network namespaces when this runs as root (as CI does); else agents on loopback.
+const net: FleetNet = makeFleetNet();
+const where = net.available ? `in two network namespaces (${net.hosts.map((h) => `${h.ns} ${h.ip}`).join(', ')})` : `on loopback (${net.reason})`;
+
+describe(`the fleet: a console and two agents ${where}`, () => {
   let tc: TestConsole;
   const agents: AgentProc[] = [];
 
@@ -37,7 +44,12 @@ describe('the fleet: a console and two agents on loopback', () => {
     const token = newToken();
     const tokenFile = path.join(tc.dataDir, `${name}.token`);
     writeFileSync(tokenFile, token, { mode: 0o600 });
-    const cli = start(['agent', '--listen', '127.0.0.1:0', '--migration-listen', '127.0.0.1:0', '--name', name, '--token-file', tokenFile, '--data-dir', path.join(tc.dataDir, name), '--timeout-ms', '2000', '--events', 'ndjson']);
+    const host = net.hosts.find((h) => `host-${h.name}` === name);
+    const at = host?.ip ?? '127.0.0.1';
+    const cli = start(
+      ['agent', '--listen', `${at}:0`, '--migration-listen', `${at}:0`, '--name', name, '--token-file', tokenFile, '--data-dir', path.join(tc.dataDir, name), '--timeout-ms', '2000', '--events', 'ndjson'],
+      host?.wrap ?? [],
+    );
     const l = await cli.waitFor((x) => x.type === 'listening', 15_000, 'listening');
     const a = { name, cli, url: l.url as string, token };
     agents.push(a);
@@ -77,6 +89,7 @@ describe('the fleet: a console and two agents on loopback', () => {
     await tc.close();
     for (const a of agents) a.cli.kill('SIGKILL');
     killAll();
+    net.cleanup();
   });
 
   it('adds agents by address and token: a wrong token or a dead address is refused on its field, nothing stored', async () => {

@@ -49,9 +49,12 @@ export class Cli {
   private partial = '';
   private readonly waiters = new Set<() => void>();
 
-  constructor(args: string[]) {
+  /** `wrap`: a command that runs ours, e.g. ['ip', 'netns', 'exec', 'mfd-a'] (it must exec it). */
+  constructor(args: string[], wrap: readonly string[] = []) {
     this.args = args;
-    this.child = spawn(process.execPath, ['bin/multifd.mjs', ...args], {
+    const argv = [process.execPath, 'bin/multifd.mjs', ...args];
+    const [cmd, ...rest] = [...wrap, ...argv];
+    this.child = spawn(cmd, rest, {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, NO_COLOR: '1' },
@@ -165,8 +168,8 @@ export class Cli {
 }
 
 /** Starts `multifd ...args`. */
-export function start(args: string[]): Cli {
-  return new Cli(args);
+export function start(args: string[], wrap: readonly string[] = []): Cli {
+  return new Cli(args, wrap);
 }
 
 /** Runs `multifd ...args` to its end (SIGKILLed and failed after `ms`). */
