@@ -25,6 +25,7 @@ export default function RootLayout({ children }: { children: ReactNode }) {
           <nav aria-label="main">
             <Link href="/">Console</Link>
             <Link href="/history">History</Link>
+            <Link href="/agents">Agents</Link>
           </nav>
           <ConnectionStatus />
         </header>

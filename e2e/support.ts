@@ -174,11 +174,10 @@ export async function screenshot(page: Page, testInfo: TestInfo, name: string): 
   return file;
 }
 
-// --- a `multifd dest` of its own -------------------------------------------------------
+// --- `multifd` processes of their own: a dest, agents ---------------------------------
 
-/** A `multifd dest` child process (another "host"), listening on loopback. */
-export interface DestProcess {
-  address: string;
+/** A `multifd` child process (another "host"), listening on loopback. */
+export interface MultifdProcess {
   child: ChildProcess;
   /** Everything it printed, for failure messages. */
   output(): string;
@@ -186,13 +185,26 @@ export interface DestProcess {
   stop(ms?: number): Promise<void>;
 }
 
+/** A `multifd dest` child process. */
+export interface DestProcess extends MultifdProcess {
+  address: string;
+}
+
+/** A `multifd agent` child process: its control URL (for the console) and its migration address. */
+export interface AgentProcess extends MultifdProcess {
+  name: string;
+  url: string;
+  migrationAddress: string;
+}
+
 /**
- * Starts `node bin/multifd.mjs dest --listen 127.0.0.1:0 --events ndjson ...args` from the
- * repository at `root` and resolves once its first line, `{"type":"listening","address":…}`,
- * says where. Stop it in a `finally`.
+ * Starts `node bin/multifd.mjs ...args` from the repository at `root` and resolves once an
+ * ndjson line on its stdout gives `pick` what it waits for (the `{"type":"listening"}` line).
+ * On failure the process is stopped; otherwise stop it in a `finally` or an afterAll.
  */
-export async function startDest(root: string, args: string[], timeoutMs = 20_000): Promise<DestProcess> {
-  const child = spawn(process.execPath, [path.join(root, 'bin', 'multifd.mjs'), 'dest', '--listen', '127.0.0.1:0', '--events', 'ndjson', ...args], {
+async function startMultifd<T>(root: string, args: string[], pick: (line: Record<string, unknown>) => T | null, timeoutMs: number): Promise<MultifdProcess & { picked: T }> {
+  const what = `multifd ${args[0]}`;
+  const child = spawn(process.execPath, [path.join(root, 'bin', 'multifd.mjs'), ...args], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, NODE_OPTIONS: '' },
@@ -210,8 +222,8 @@ export async function startDest(root: string, args: string[], timeoutMs = 20_000
     clearTimeout(timer);
   };
   try {
-    const address = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`multifd dest printed no {"type":"listening"} line within ${timeoutMs} ms\n${output()}`)), timeoutMs);
+    const picked = await new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${what} printed no {"type":"listening"} line within ${timeoutMs} ms\n${output()}`)), timeoutMs);
       let buf = '';
       child.stdout!.on('data', (c: Buffer) => {
         const text = c.toString('utf8');
@@ -223,10 +235,10 @@ export async function startDest(root: string, args: string[], timeoutMs = 20_000
           buf = buf.slice(nl + 1);
           if (!line.startsWith('{')) continue;
           try {
-            const ev = JSON.parse(line) as { type?: string; address?: string };
-            if (ev.type === 'listening' && typeof ev.address === 'string') {
+            const v = pick(JSON.parse(line) as Record<string, unknown>);
+            if (v !== null) {
               clearTimeout(timer);
-              resolve(ev.address);
+              resolve(v);
             }
           } catch {
             // not JSON: ignore
@@ -235,12 +247,43 @@ export async function startDest(root: string, args: string[], timeoutMs = 20_000
       });
       child.once('exit', (code, signal) => {
         clearTimeout(timer);
-        reject(new Error(`multifd dest exited (${code ?? signal}) before listening\n${output()}`));
+        reject(new Error(`${what} exited (${code ?? signal}) before listening\n${output()}`));
       });
     });
-    return { address, child, output, stop };
+    return { picked, child, output, stop };
   } catch (e) {
     await stop(1000);
     throw e;
   }
+}
+
+/**
+ * Starts `node bin/multifd.mjs dest --listen 127.0.0.1:0 --events ndjson ...args` from the
+ * repository at `root` and resolves once its first line, `{"type":"listening","address":…}`,
+ * says where. Stop it in a `finally`.
+ */
+export async function startDest(root: string, args: string[], timeoutMs = 20_000): Promise<DestProcess> {
+  const p = await startMultifd(
+    root,
+    ['dest', '--listen', '127.0.0.1:0', '--events', 'ndjson', ...args],
+    (ev) => (ev.type === 'listening' && typeof ev.address === 'string' ? ev.address : null),
+    timeoutMs,
+  );
+  return { address: p.picked, child: p.child, output: p.output, stop: p.stop };
+}
+
+/**
+ * Starts `multifd agent` named `name` on loopback (control API and migrations on ports the
+ * kernel picks), its token read from `tokenFile` (mode 0600, at least 32 characters), its
+ * history in `dataDir`; resolves once its first line, `{"type":"listening","url":…,
+ * "migrationAddress":…}`, says where. Stop it in an afterAll.
+ */
+export async function startAgent(root: string, opts: { name: string; tokenFile: string; dataDir: string }, timeoutMs = 20_000): Promise<AgentProcess> {
+  const p = await startMultifd(
+    root,
+    ['agent', '--listen', '127.0.0.1:0', '--migration-listen', '127.0.0.1:0', '--name', opts.name, '--token-file', opts.tokenFile, '--data-dir', opts.dataDir, '--events', 'ndjson'],
+    (ev) => (ev.type === 'listening' && typeof ev.url === 'string' ? { url: ev.url, migrationAddress: String(ev.migrationAddress) } : null),
+    timeoutMs,
+  );
+  return { name: opts.name, ...p.picked, child: p.child, output: p.output, stop: p.stop };
 }

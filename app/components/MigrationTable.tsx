@@ -51,7 +51,10 @@ function Row({ m, testid }: { m: MigrationSummary; testid: string }) {
         )}
       </td>
       <td className="num">{m.channels}</td>
-      <td className="mono">{m.destination}</td>
+      <td className="mono" title={m.destination}>
+        {/* Between two agents, the hosts say more than the address. */}
+        {m.agents ? `${m.agents.source} → ${m.agents.destination}` : m.destination}
+      </td>
       <td className="num">{formatBytes(m.ramSize)}</td>
       <td className="mono">{formatDateTime(m.startedAt)}</td>
       <td className="num">{m.totalTimeMs === null ? 'running' : formatDuration(m.totalTimeMs)}</td>

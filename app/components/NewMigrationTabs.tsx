@@ -1,17 +1,20 @@
 'use client';
 
 /**
- * The "New migration" panel's two modes as tabs (WAI-ARIA tabs: arrow keys move between
- * them): the built-in guest (the engine's own source) and QEMU (two running QEMUs driven over
- * QMP). Both forms stay mounted, the other one hidden, so switching keeps what was typed.
+ * The "New migration" panel's three modes as tabs (WAI-ARIA tabs: arrow keys move between
+ * them): the built-in guest (the engine's own source), QEMU (two running QEMUs driven over
+ * QMP) and fleet (a guest of one agent to another). Every form stays mounted, the others
+ * hidden, so switching keeps what was typed.
  */
 import { useRef, useState, type KeyboardEvent } from 'react';
+import { FleetMigrationForm } from './fleet/FleetMigrationForm';
 import { NewMigrationForm } from './NewMigrationForm';
 import { QemuMigrationForm } from './QemuMigrationForm';
 
 const MODES = [
   { key: 'engine', label: 'Built-in guest' },
   { key: 'qemu', label: 'QEMU' },
+  { key: 'fleet', label: 'Fleet' },
 ] as const;
 type Mode = (typeof MODES)[number]['key'];
 
@@ -59,6 +62,9 @@ export function NewMigrationTabs({ labelledBy }: { labelledBy: string }) {
       </div>
       <div role="tabpanel" id="mode-panel-qemu" aria-labelledby="mode-tab-qemu" hidden={mode !== 'qemu'}>
         <QemuMigrationForm />
+      </div>
+      <div role="tabpanel" id="mode-panel-fleet" aria-labelledby="mode-tab-fleet" hidden={mode !== 'fleet'}>
+        <FleetMigrationForm />
       </div>
     </>
   );

@@ -1,13 +1,14 @@
 /**
  * Lists that the server broadcasts on change: fetched once over REST, then replaced by each
- * `migrations:changed` / `guests:changed`, and fetched again after a reconnect (broadcasts
+ * `migrations:changed` / `guests:changed` / `agents:changed` / `evacuations:changed`, and
+ * fetched again after a reconnect (broadcasts
  * missed while away are not replayed). While an item is still moving (a live migration, a
  * migrating guest) the list is read again every few seconds, since broadcasts come only at
  * starts and ends. For client components only.
  */
 import { useEffect, useRef, useState } from 'react';
 import { TERMINAL_STATES } from '../../lib/contracts';
-import type { GuestSummary, MigrationSummary } from '../../lib/contracts/console';
+import type { AgentView, EvacuationView, GuestSummary, MigrationSummary } from '../../lib/contracts/console';
 import { ApiError, api } from './api';
 import { getSocket, type ConsoleSocket } from './socket';
 
@@ -16,6 +17,10 @@ export interface Listed<T> {
   error: string | null;
   /** Replaces one item (by key) after an action, ahead of the broadcast. */
   replace: (item: T) => void;
+  /** Replaces one item, or puts a new one first (a list ordered newest first), ahead of the broadcast. */
+  upsert: (item: T) => void;
+  /** Takes one item out (by key) after an action, ahead of the broadcast. */
+  drop: (k: string) => void;
 }
 
 /** While some item is still moving, the list is read again this often (broadcasts come only at start and end). */
@@ -76,7 +81,9 @@ function useBroadcastList<T>(
   }, [anyMoving]);
 
   const replace = (item: T) => setItems((list) => (list ? list.map((x) => (key(x) === key(item) ? item : x)) : list));
-  return { items, error, replace };
+  const upsert = (item: T) => setItems((list) => (list?.some((x) => key(x) === key(item)) ? list.map((x) => (key(x) === key(item) ? item : x)) : [item, ...(list ?? [])]));
+  const drop = (k: string) => setItems((list) => (list ? list.filter((x) => key(x) !== k) : list));
+  return { items, error, replace, upsert, drop };
 }
 
 const loadMigrations = () => api.listMigrations();
@@ -95,6 +102,26 @@ const listenGuests: Listen<GuestSummary> = (socket, fn) => {
   return () => void socket.off('guests:changed', fn);
 };
 
+const loadAgents = () => api.listAgents();
+const loadEvacuations = () => api.listEvacuations();
+const agentKey = (a: AgentView) => a.name;
+const evacuationKey = (e: EvacuationView) => e.id;
+// An agent's migrations report progress to the console, not to this list: read again while
+// some run, or while it is still being reached, in case a broadcast was missed.
+const agentMoving = (a: AgentView) => a.state === 'connecting' || a.inFlight > 0;
+const evacuationMoving = (e: EvacuationView) => e.state === 'running';
+
+const listenAgents: Listen<AgentView> = (socket, fn) => {
+  socket.on('agents:changed', fn);
+  return () => void socket.off('agents:changed', fn);
+};
+const listenEvacuations: Listen<EvacuationView> = (socket, fn) => {
+  socket.on('evacuations:changed', fn);
+  return () => void socket.off('evacuations:changed', fn);
+};
+
 // Module-level loaders and listeners: stable across renders, so the effect runs once.
 export const useMigrations = () => useBroadcastList(listenMigrations, loadMigrations, migrationKey, migrationMoving);
 export const useGuests = () => useBroadcastList(listenGuests, loadGuests, guestKey, guestMoving);
+export const useAgents = () => useBroadcastList(listenAgents, loadAgents, agentKey, agentMoving);
+export const useEvacuations = () => useBroadcastList(listenEvacuations, loadEvacuations, evacuationKey, evacuationMoving);

@@ -1,11 +1,11 @@
 /**
- * What both "New migration" forms (built-in guest, QEMU) do the same way: their text boxes,
+ * What the "New migration" forms (built-in guest, QEMU, fleet) do the same way: their text boxes,
  * their messages, their fault lab rows, and the submit flow. The schema the server uses is
  * checked first and the fault rows as far as the form can tell; nothing is sent while either
  * has a problem. A 422's `fields` are shown the same way; other failures as the form's error.
  * Then the page of the migration it started.
  *
- * Ids carry the form's prefix ('' or 'qemu-'): both forms stay mounted under their tabs.
+ * Ids carry the form's prefix ('', 'qemu-' or 'fleet-'): the forms stay mounted under their tabs.
  * For client components only.
  */
 import { useRouter } from 'next/navigation';
@@ -19,7 +19,7 @@ import { defaultArg, faultProblems, freeChannel, type FaultRow } from './fault-l
 export const num = (s: string): number => (s.trim() === '' ? Number.NaN : Number(s));
 
 export interface MigrationFormSpec<V extends { [K in keyof V]: string }, Out> {
-  /** '' or 'qemu-': the start of every id the form gives out. */
+  /** '', 'qemu-' or 'fleet-': the start of every id the form gives out. */
   prefix: string;
   defaults: V;
   /** The names the form shows errors next to; a 422 may name others (listed under the form). */
@@ -121,7 +121,7 @@ export function useMigrationForm<V extends { [K in keyof V]: string }, Out>(spec
   const field = (name: string) => ({ prefix, name, errors: errors[name] });
   const otherErrors = Object.entries(errors).filter(([k]) => !spec.fields.includes(k));
 
-  return { errors, formError, pending, ready, lab, onSubmit, clearError, described, input, field, otherErrors };
+  return { values, errors, formError, pending, ready, lab, onSubmit, clearError, described, input, field, otherErrors };
 }
 
 function useFaultLab(clearInjectError: () => void): FaultLabState {
