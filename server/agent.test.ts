@@ -129,6 +129,8 @@ describe('agents (two processes on loopback)', () => {
     const arrived = guestsB.find((g) => g.uuid === guest.uuid);
     assert.equal(arrived?.state, 'running');
     assert.equal(arrived?.origin, 'arrived');
+    assert.equal(arrived?.name, 'web-1', 'the guest keeps its name on its new host');
+    assert.equal(arrived?.workload, 'random:8MiB/s', 'and its workload (in its device state)');
     const guestsA = (await call(a, 'GET', '/api/guests')).json.guests as GuestSummary[];
     assert.ok(!guestsA.some((g) => g.uuid === guest.uuid), 'stopped on A once B verified it');
 

@@ -166,17 +166,18 @@ export class Evacuations {
     for (const r of this.#all.values()) {
       const it = r.view.items.find((x) => x.migrationId === rec.summary.id);
       if (!it || it.state !== 'migrating') continue;
-      this.#finishItem(it, rec.summary.state === 'completed', rec.summary.errorMessage ?? rec.summary.state);
+      this.#finishItem(it, rec.summary.state === 'completed', rec.summary.errorMessage ?? rec.summary.state, rec.summary.endedAt);
       this.#count(r.view);
       this.#changedNow();
     }
     void this.#pump();
   }
 
-  #finishItem(it: EvacuationItem, ok: boolean, error: string | null): void {
+  /** `endedAt`: when the migration itself ended (the console learns it a little later). */
+  #finishItem(it: EvacuationItem, ok: boolean, error: string | null, endedAt: number | null = null): void {
     it.state = ok ? 'completed' : 'failed';
     it.error = ok ? null : error;
-    it.endedAt = Date.now();
+    it.endedAt = endedAt ?? Date.now();
   }
 
   #settle(r: Running): void {

@@ -120,6 +120,8 @@ export const HelloSchema = z.object({
   slots: z.number().int().min(1).max(1024),
   compression: z.literal('none'),
   blocks: z.array(RamBlockInfoSchema).min(1).max(64),
+  /** The guest's name, so it keeps it on its new host (absent from older sources). */
+  name: z.string().min(1).max(255).optional(),
 });
 export type Hello = z.infer<typeof HelloSchema>;
 

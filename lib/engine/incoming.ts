@@ -215,7 +215,7 @@ export class IncomingMigration {
     this.startedAt = opts.firstConnectionAt;
     this.events = new MigrationEmitter('destination', this.id, this.uuid);
     this.chans = new Array(hello.channels).fill(null);
-    this.guest = Guest.incoming({ uuid: hello.uuid, blocks: hello.blocks });
+    this.guest = Guest.incoming({ uuid: hello.uuid, name: hello.name, blocks: hello.blocks });
     this.written = new Map(this.guest.blocks.map((b) => [b, new Uint8Array(b.pages)]));
     const populator = new Populator(this.guest.blocks);
     this.life.defer(() => populator.stop());

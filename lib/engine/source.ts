@@ -245,6 +245,7 @@ export class SourceMigration {
       slots: PACKET_SLOTS,
       compression: 'none',
       blocks: this.guest.blocks.map((b) => ({ name: b.name, size: b.size })),
+      name: this.guest.name,
     };
     main.write(encodePreamble());
     this.sendJson(FrameType.Hello, hello);
