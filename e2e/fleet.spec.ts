@@ -16,6 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect, test, type Locator, type Page } from '@playwright/test';
 import type { AgentView, EvacuationView, GuestSummary, MigrationSummary } from '../lib/contracts/console';
+import { makeFleetNet, type FleetNet } from '../server/netns';
 import { MiB, getMigration, migrationIdOf, openConsole, openPage, screenshot, setField, startAgent, type AgentProcess } from './support';
 
 const run = randomBytes(3).toString('hex');
@@ -25,6 +26,8 @@ const B = `e2e-b-${run}`;
 test.describe.configure({ mode: 'serial' });
 
 let tmp = '';
+/** Two hosts as network namespaces when root (as CI is); else the agents run on loopback. */
+let net: FleetNet | null = null;
 const agents: Record<string, AgentProcess> = {};
 const tokens: Record<string, string> = {};
 /** The guest created from the page, travelling A → B → A. */
@@ -33,12 +36,15 @@ let guest = '';
 test.beforeAll(async ({}, testInfo) => {
   const root = path.resolve(testInfo.project.testDir, '..');
   tmp = mkdtempSync(path.join(os.tmpdir(), 'multifd-e2e-fleet-'));
+  net = makeFleetNet();
+  testInfo.annotations.push({ type: 'hosts', description: net.available ? `two network namespaces: ${net.hosts.map((h) => `${h.ns} ${h.ip}`).join(', ')}` : `agents on loopback: ${net.reason}` });
   await Promise.all(
-    [A, B].map(async (name) => {
+    [A, B].map(async (name, i) => {
       const tokenFile = path.join(tmp, `${name}.token`);
       tokens[name] = randomBytes(32).toString('hex');
       writeFileSync(tokenFile, tokens[name], { mode: 0o600 });
-      agents[name] = await startAgent(root, { name, tokenFile, dataDir: path.join(tmp, name) });
+      const host = net?.hosts[i];
+      agents[name] = await startAgent(root, { name, tokenFile, dataDir: path.join(tmp, name), host: host?.ip, wrap: host?.wrap });
     }),
   );
 });
@@ -47,6 +53,7 @@ test.afterAll(async ({ request }) => {
   // The console forgets them (it would keep reconnecting), then they stop, then their files go.
   for (const name of [A, B]) await request.delete(`/api/agents/${name}`).catch(() => {});
   await Promise.all(Object.values(agents).map((a) => a.stop(3000).catch(() => {})));
+  net?.cleanup();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 

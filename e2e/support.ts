@@ -202,9 +202,17 @@ export interface AgentProcess extends MultifdProcess {
  * ndjson line on its stdout gives `pick` what it waits for (the `{"type":"listening"}` line).
  * On failure the process is stopped; otherwise stop it in a `finally` or an afterAll.
  */
-async function startMultifd<T>(root: string, args: string[], pick: (line: Record<string, unknown>) => T | null, timeoutMs: number): Promise<MultifdProcess & { picked: T }> {
+async function startMultifd<T>(
+  root: string,
+  args: string[],
+  pick: (line: Record<string, unknown>) => T | null,
+  timeoutMs: number,
+  /** A command that runs ours, e.g. ['ip', 'netns', 'exec', NS] (it must exec it). */
+  wrap: readonly string[] = [],
+): Promise<MultifdProcess & { picked: T }> {
   const what = `multifd ${args[0]}`;
-  const child = spawn(process.execPath, [path.join(root, 'bin', 'multifd.mjs'), ...args], {
+  const [cmd, ...cmdArgs] = [...wrap, process.execPath, path.join(root, 'bin', 'multifd.mjs'), ...args];
+  const child = spawn(cmd, cmdArgs, {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, NODE_OPTIONS: '' },
@@ -278,12 +286,19 @@ export async function startDest(root: string, args: string[], timeoutMs = 20_000
  * history in `dataDir`; resolves once its first line, `{"type":"listening","url":…,
  * "migrationAddress":…}`, says where. Stop it in an afterAll.
  */
-export async function startAgent(root: string, opts: { name: string; tokenFile: string; dataDir: string }, timeoutMs = 20_000): Promise<AgentProcess> {
+/** An agent; `host` and `wrap` put it on another "host" (a network namespace: server/netns.ts). */
+export async function startAgent(
+  root: string,
+  opts: { name: string; tokenFile: string; dataDir: string; host?: string; wrap?: readonly string[] },
+  timeoutMs = 20_000,
+): Promise<AgentProcess> {
+  const at = opts.host ?? '127.0.0.1';
   const p = await startMultifd(
     root,
-    ['agent', '--listen', '127.0.0.1:0', '--migration-listen', '127.0.0.1:0', '--name', opts.name, '--token-file', opts.tokenFile, '--data-dir', opts.dataDir, '--events', 'ndjson'],
+    ['agent', '--listen', `${at}:0`, '--migration-listen', `${at}:0`, '--name', opts.name, '--token-file', opts.tokenFile, '--data-dir', opts.dataDir, '--events', 'ndjson'],
     (ev) => (ev.type === 'listening' && typeof ev.url === 'string' ? { url: ev.url, migrationAddress: String(ev.migrationAddress) } : null),
     timeoutMs,
+    opts.wrap ?? [],
   );
   return { name: opts.name, ...p.picked, child: p.child, output: p.output, stop: p.stop };
 }
