@@ -18,7 +18,7 @@ import type { AgentView, ClientToServerEvents, GuestSummary, MigrationDetail, Se
 import { createApi } from './api';
 import { newToken } from './auth';
 import { killAll, start, type Cli } from './cli/test-support';
-import { Fleet } from './fleet';
+import { Fleet, reachable } from './fleet';
 import { makeFleetNet, type FleetNet } from './netns';
 import { attachSocket } from './socket';
 import { startTestConsole, type TestConsole } from './test-support';
@@ -219,5 +219,15 @@ describe(`the fleet: a console and two agents ${where}`, () => {
     await call('GET', '/api/agents');
     assert.ok(Date.now() - t1 < 1000, 'the agent list answers at once');
     assert.ok(Date.now() - t0 < 25_000);
+  });
+});
+
+describe('where peers reach an agent', () => {
+  it('an agent on every address is reached where the console reaches it, on its migration port', () => {
+    assert.equal(reachable('0.0.0.0:7071', 'http://10.0.0.2:7070'), '10.0.0.2:7071');
+    assert.equal(reachable('[::]:7071', 'http://[fd00::2]:7070'), '[fd00::2]:7071');
+    assert.equal(reachable('0.0.0.0:7071', 'http://host-b.lan:7070/'), 'host-b.lan:7071');
+    assert.equal(reachable('10.1.1.1:7071', 'http://10.0.0.2:7070'), '10.1.1.1:7071', 'a specific address is kept');
+    assert.equal(reachable(undefined, 'http://10.0.0.2:7070'), undefined);
   });
 });

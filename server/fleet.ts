@@ -160,7 +160,7 @@ class AgentClient {
       state: this.state,
       error: this.error,
       lastSeen: this.lastSeen,
-      migrationAddress: this.info?.migrationAddress ?? null,
+      migrationAddress: reachable(this.info?.migrationAddress, this.rec.url) ?? null,
       guests: this.guests,
       inFlight: this.migrations.filter((m) => !['completed', 'failed', 'cancelled'].includes(m.state)).length,
     };
@@ -198,6 +198,8 @@ interface FleetLive {
   joined: { source: boolean; destination: boolean };
   /** Started when the source agent went down mid-migration. */
   lostTimer: NodeJS.Timeout | null;
+  /** When the last event came from either agent (the watchdog polls a quiet one). */
+  lastEventAt: number;
 }
 
 /** What history keeps of a fleet migration (HistoryRecord's shape). */
@@ -212,6 +214,10 @@ export interface FleetRecord {
 const TIMELINE_MAX = 20_000;
 /** What a migration fails with when the other side's host vanished. */
 const LOST_CODES = new Set(['MIGRATION_MAIN_CLOSED', 'MIGRATION_CHANNEL_CLOSED', 'MIGRATION_CHANNEL_STALLED', 'MIGRATION_CONNECT_FAILED', 'MIGRATION_VERIFY_TIMEOUT', 'MIGRATION_CHANNEL_SETUP_TIMEOUT', 'MIGRATION_REMOTE_FAILED']);
+/** How often the watchdog looks at migrations in flight. */
+const WATCH_MS = 2000;
+/** A migration quiet this long is asked where it stands (events may have been lost under load). */
+const QUIET_MS = 5000;
 /** A source agent gone this long while its migration was in flight: the console calls it failed. */
 const SOURCE_LOST_MS = 10_000;
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
@@ -224,10 +230,13 @@ export class Fleet {
   readonly #changed = new Set<() => void>();
   readonly #ended = new Set<(r: FleetRecord) => void>();
   #closed = false;
+  readonly #watchdog: NodeJS.Timeout;
 
   constructor(dataDir: string, opts: FleetOptions = {}) {
     this.#store = new AgentStore(dataDir);
     this.#opts = { requestTimeoutMs: opts.requestTimeoutMs ?? 5000, settleMs: opts.settleMs ?? 2000 };
+    this.#watchdog = setInterval(() => void this.#watch(), WATCH_MS);
+    this.#watchdog.unref();
     for (const rec of this.#store.load()) this.#agents.set(rec.name, new AgentClient(rec, this, this.#opts.requestTimeoutMs));
   }
 
@@ -298,7 +307,7 @@ export class Fleet {
     const source = this.#require(req.sourceAgent, 'sourceAgent');
     const destination = this.#require(req.destinationAgent, 'destinationAgent');
     if (!destination.info) await destination.refresh();
-    const address = destination.info?.migrationAddress;
+    const address = reachable(destination.info?.migrationAddress, destination.rec.url);
     if (!address || destination.state !== 'up') {
       throw new ConfigInvalidError(`agent ${destination.name} is ${destination.state}${destination.error ? `: ${destination.error}` : ''}`, { field: 'destinationAgent', received: destination.name });
     }
@@ -323,6 +332,7 @@ export class Fleet {
       ending: false,
       joined: { source: false, destination: false },
       lostTimer: null,
+      lastEventAt: Date.now(),
     };
     this.#live.set(live.id, live);
     await Promise.all([this.#join(live, 'source'), this.#join(live, 'destination')]);
@@ -375,6 +385,7 @@ export class Fleet {
 
   close(): void {
     this.#closed = true;
+    clearInterval(this.#watchdog);
     for (const l of this.#live.values()) if (l.lostTimer) clearTimeout(l.lostTimer);
     for (const a of this.#agents.values()) a.close();
   }
@@ -434,6 +445,25 @@ export class Fleet {
     }
   }
 
+  /**
+   * Under load a subscribe can time out, and then no event of that side ever comes. Rooms
+   * not joined are joined again; a migration quiet for QUIET_MS is asked over REST where it
+   * stands, and ended if its source says it has.
+   */
+  async #watch(): Promise<void> {
+    for (const l of [...this.#live.values()]) {
+      if (l.ending) continue;
+      if (!l.joined.source && l.source.state === 'up') await this.#join(l, 'source');
+      if (!l.joined.destination && l.destination.state === 'up' && l.destination.migrations.some((m) => m.id === l.id)) await this.#join(l, 'destination');
+      if (Date.now() - l.lastEventAt < QUIET_MS || l.source.state !== 'up') continue;
+      const d = await l.source.request<MigrationDetail>('GET', `/api/migrations/${encodeURIComponent(l.id)}`).catch(() => null);
+      if (!d) continue;
+      l.lastEventAt = Date.now();
+      l.snapshot = d.snapshot;
+      if (TERMINAL.has(d.snapshot.state)) void this.#end(l);
+    }
+  }
+
   /** Joins the migration's room on one side; its reply's detail and timeline fill the mirror. */
   async #join(l: FleetLive, side: 'source' | 'destination'): Promise<void> {
     const r = await l[side].subscribe(l.id);
@@ -456,6 +486,7 @@ export class Fleet {
       const key = `${e.role}:${e.type}:${e.time}:${e.type === 'progress' ? '' : JSON.stringify(e).length}`;
       if (l.seen.has(key)) continue;
       l.seen.add(key);
+      l.lastEventAt = Date.now();
       if (l.timeline.length < TIMELINE_MAX || e.type !== 'progress') l.timeline.push(e);
       l.pending.push(e);
       if (e.type === 'progress') {
@@ -530,6 +561,17 @@ export class Fleet {
       errorMessage: s.error?.message ?? null,
     };
   }
+}
+
+/**
+ * An agent listening on every address (0.0.0.0, ::) reports that as its migration address;
+ * its peers reach it where the console does: the host of its control URL, its migration port.
+ */
+export function reachable(migrationAddress: string | undefined, controlUrl: string): string | undefined {
+  if (!migrationAddress) return undefined;
+  const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(migrationAddress);
+  if (!m || !['0.0.0.0', '[::]', '::'].includes(m[1])) return migrationAddress;
+  return `${new URL(controlUrl).host.replace(/:\d+$/, '')}:${m[2]}`;
 }
 
 function configOf(req: StartFleetMigration): MigrationDetail['config'] {
