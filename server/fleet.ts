@@ -122,6 +122,8 @@ class AgentClient {
       throw new AgentHttpError(this.name, 401, 'AGENT_UNAUTHORIZED', `agent ${this.name} refused the console's token`, null);
     }
     this.lastSeen = Date.now();
+    // It answered: a timeout a moment ago was load, not death.
+    if (this.state === 'down' && this.socket.connected) this.setState('up', null);
     if (!res.ok) throw new AgentHttpError(this.name, res.status, json.code ?? `HTTP_${res.status}`, `agent ${this.name}: ${json.message ?? res.statusText}`, json.fields ?? null);
     return json as T;
   }
@@ -403,13 +405,13 @@ export class Fleet {
    * after SOURCE_LOST_MS.
    */
   #watchSource(l: FleetLive): void {
-    if (l.ending || l.source.state === 'up' || l.source.state === 'connecting') {
+    if (l.ending || l.source.socket.connected || l.source.state === 'connecting') {
       if (l.lostTimer) clearTimeout(l.lostTimer);
       l.lostTimer = null;
       return;
     }
     const lost = () => {
-      if (l.ending || l.source.state === 'up') return;
+      if (l.ending || l.source.socket.connected) return;
       const err = new AgentDownError(`source agent ${l.source.name} (${l.source.rec.url}) went down during the migration${l.source.error ? ` (${l.source.error})` : ''}; the guest is where that host left it`, {
         field: 'agent', expected: `agent ${l.source.name} up`, received: `${l.source.name} ${l.source.state}`,
       }).toJSON();
@@ -451,6 +453,8 @@ export class Fleet {
    * stands, and ended if its source says it has.
    */
   async #watch(): Promise<void> {
+    // One slow answer marked it down; its stream still up says otherwise: ask again.
+    for (const a of this.#agents.values()) if (a.state === 'down' && a.socket.connected) void a.refresh();
     for (const l of [...this.#live.values()]) {
       if (l.ending) continue;
       if (!l.joined.source && l.source.state === 'up') await this.#join(l, 'source');
@@ -536,7 +540,8 @@ export class Fleet {
   #named(l: FleetLive, s: MigrationSnapshot): MigrationSnapshot {
     const err = s.error;
     if (s.state !== 'failed' || !err || err.code === 'MIGRATION_AGENT_DOWN') return s;
-    const down = [l.destination, l.source].find((a) => a.state !== 'up');
+    // Gone means its event stream dropped too, not one slow answer under load.
+    const down = [l.destination, l.source].find((a) => !a.socket.connected);
     if (!down || !LOST_CODES.has(err.code)) return s;
     const role = down === l.destination ? 'destination' : 'source';
     const named = new AgentDownError(

@@ -1,0 +1,62 @@
+/**
+ * The console's login in a real browser: a second console, started here on 0.0.0.0 (beyond
+ * loopback) with MULTIFD_CONSOLE_TOKEN, sends a stranger to /login; a wrong token is
+ * refused on the page; the right one opens the console, whose socket then connects; the
+ * REST API refuses a request without the session.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { expect, test } from '@playwright/test';
+
+const token = randomBytes(32).toString('hex');
+const port = Number(process.env.MULTIFD_E2E_LOGIN_PORT ?? 3124);
+const base = `http://127.0.0.1:${port}`;
+let server: ChildProcess | null = null;
+let dataDir = '';
+
+test.beforeAll(async ({}, testInfo) => {
+  const root = path.resolve(testInfo.project.testDir, '..');
+  dataDir = mkdtempSync(path.join(os.tmpdir(), 'multifd-e2e-login-'));
+  server = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts', '--listen', `0.0.0.0:${port}`, '--data-dir', dataDir], {
+    cwd: root,
+    env: { ...process.env, MULTIFD_CONSOLE_TOKEN: token, NEXT_TELEMETRY_DISABLED: '1' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let err = '';
+  server.stderr!.on('data', (c: Buffer) => (err += c.toString('utf8')));
+  await expect.poll(() => err, { timeout: 30_000, message: 'the console starts' }).toContain('multifd console: http://');
+});
+
+test.afterAll(async () => {
+  if (server && server.exitCode === null) {
+    server.kill('SIGTERM');
+    await new Promise((r) => server!.once('exit', r));
+  }
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+test('beyond loopback the console asks for its token: wrong refused, right lets in, REST needs the session', async ({ page, request }) => {
+  const rest = await request.get(`${base}/api/migrations`);
+  expect(rest.status()).toBe(401);
+
+  await page.goto(`${base}/history`);
+  await expect(page).toHaveURL(/\/login\?next=%2Fhistory$/);
+  const submit = page.getByTestId('login-submit');
+  await page.getByTestId('login-token').fill(randomBytes(32).toString('hex'));
+  await expect(submit).toBeEnabled();
+  await submit.click();
+  await expect(page.getByTestId('login-error')).toContainText('not the console token');
+
+  await page.getByTestId('login-token').fill(token);
+  await submit.click();
+  await expect(page).toHaveURL(`${base}/history`);
+  await expect(page.getByRole('heading', { name: 'History' })).toBeVisible();
+  // The page's socket.io connection got in with the session cookie.
+  await expect(page.getByTestId('connection')).toHaveAttribute('data-state', 'connected');
+  const cookie = (await page.context().cookies()).find((c) => c.name === 'multifd_session');
+  expect(cookie?.httpOnly).toBe(true);
+  expect(cookie?.sameSite).toBe('Strict');
+});
