@@ -139,7 +139,11 @@ async function main(): Promise<void> {
     if (refusals.length) log(`${refusals.length} of ${m} starts refused, e.g. ${refusals[0]}`);
     for (const s of started) {
       ids.add(s.id);
-      await new Promise((r) => socket.emit('migration:subscribe', s.id, r));
+      // What happened before the subscription is in the reply's timeline (an end included).
+      const reply = await new Promise<{ ok: boolean; timeline?: MigrationEvent[] }>((r) => socket.emit('migration:subscribe', s.id, r));
+      for (const e of reply.timeline ?? []) {
+        if (e.role === 'source' && (e.type === 'completed' || e.type === 'failed' || e.type === 'cancelled')) ended.add(s.id);
+      }
     }
     while (ended.size < started.length && Date.now() - t0 < 600_000) await sleep(100);
     const wallS = (Date.now() - t0) / 1000;

@@ -2,7 +2,8 @@
 
 /**
  * One row per channel: state, handshake steps, bytes, pages, throughput and its sparkline,
- * error. Rows are memoised on a flat view of their values, so a frame re-renders only the
+ * error, and when the other side is known (the embedded destination, or the destination agent
+ * of a fleet migration) what it saw of the same channel: what was sent beside what arrived. Rows are memoised on a flat view of their values, so a frame re-renders only the
  * channels that changed: 255 channels at 4 frames a second stay cheap.
  */
 import { memo, useState } from 'react';
@@ -25,6 +26,8 @@ export interface ChannelRowView {
   errorCode: string | null;
   errorMessage: string | null;
   note: string | null;
+  /** The same channel as the other side saw it (the destination's accept and bytes), when there is one. */
+  peer: { state: ChannelState; bytes: number } | null;
 }
 
 const SPARK_W = 90;
@@ -60,6 +63,7 @@ export function channelViews(m: LiveModel): ChannelRowView[] {
   for (const a of m.spark.values()) for (const v of a) if (v > max) max = v;
   // `slow` is the last tick's: once a migration completed or was cancelled no sync waits.
   const live = s.state !== 'completed' && s.state !== 'cancelled';
+  const peers = new Map((m.peerSide?.channels ?? []).map((c) => [c.id, c]));
   return s.channels.map((c) => ({
     id: c.id,
     state: c.state,
@@ -75,6 +79,7 @@ export function channelViews(m: LiveModel): ChannelRowView[] {
     errorMessage: c.error?.message ?? null,
     // A slow channel holds up the SYNC that ends this round.
     note: c.slow && live ? `holds sync ${s.round}` : null,
+    peer: peers.has(c.id) ? { state: peers.get(c.id)!.state, bytes: peers.get(c.id)!.bytes } : null,
   }));
 }
 
@@ -89,7 +94,7 @@ function chunks<T>(list: T[]): T[][] {
 }
 
 /** Fixed widths: each table is laid out from these, not from its rows' content. */
-function Cols() {
+function Cols({ peer }: { peer: boolean }) {
   return (
     <colgroup>
       <col style={{ width: '3.5rem' }} />
@@ -99,6 +104,7 @@ function Cols() {
       <col style={{ width: '5.5rem' }} />
       <col style={{ width: '7.5rem' }} />
       <col style={{ width: '12rem' }} />
+      {peer && <col style={{ width: '11rem' }} />}
       <col style={{ width: '17rem' }} />
     </colgroup>
   );
@@ -110,6 +116,7 @@ export function ChannelGrid({ rows }: { rows: ChannelRowView[] }) {
   const slow = rows.filter((r) => r.slow).length;
   const shown = filter === 'all' ? rows : rows.filter((r) => (filter === 'failed' ? r.failed : r.slow));
   const counts: Record<Filter, number> = { all: rows.length, failed, slow };
+  const peer = rows.some((r) => r.peer !== null);
   return (
     <section className="panel" aria-labelledby="channels-title">
       <div className="panel-head">
@@ -136,7 +143,7 @@ export function ChannelGrid({ rows }: { rows: ChannelRowView[] }) {
           out and paints only the visible ones. Same column widths everywhere, so they line up. */}
       <div className="table-wrap channels-wrap" data-testid="channels">
         <table className="table channels">
-          <Cols />
+          <Cols peer={peer} />
           <thead>
             <tr>
               <th className="num">#</th>
@@ -146,6 +153,7 @@ export function ChannelGrid({ rows }: { rows: ChannelRowView[] }) {
               <th className="num">pages</th>
               <th className="num">now</th>
               <th>last {SPARK_SAMPLES} samples</th>
+              {peer && <th title="the destination's view of the same channel">destination saw</th>}
               <th>error</th>
             </tr>
           </thead>
@@ -153,10 +161,10 @@ export function ChannelGrid({ rows }: { rows: ChannelRowView[] }) {
         {chunks(shown).map((part, i) => (
           <div className="channels-chunk" key={i}>
             <table className="table channels">
-              <Cols />
+              <Cols peer={peer} />
               <tbody>
                 {part.map((r) => (
-                  <ChannelRow key={r.id} v={r} />
+                  <ChannelRow key={r.id} v={r} peer={peer} />
                 ))}
               </tbody>
             </table>
@@ -181,12 +189,14 @@ function sameRow(a: ChannelRowView, b: ChannelRowView): boolean {
     a.spark === b.spark &&
     a.errorCode === b.errorCode &&
     a.errorMessage === b.errorMessage &&
-    a.note === b.note
+    a.note === b.note &&
+    a.peer?.state === b.peer?.state &&
+    a.peer?.bytes === b.peer?.bytes
   );
 }
 
 const ChannelRow = memo(
-  function ChannelRow({ v }: { v: ChannelRowView }) {
+  function ChannelRow({ v, peer }: { v: ChannelRowView; peer: boolean }) {
     const idle = v.bytes === 0 && v.pages === 0;
     return (
       <tr data-testid="channel-row" data-channel={v.id} data-state={v.state} data-slow={v.slow ? 'true' : undefined} className={v.failed ? 'row-failed' : v.slow ? 'row-slow' : undefined}>
@@ -215,11 +225,16 @@ const ChannelRow = memo(
             )}
           </div>
         </td>
+        {peer && (
+          <td className="mono" data-testid="channel-peer" data-state={v.peer?.state}>
+            {v.peer ? `${v.peer.state} · ${formatBytes(v.peer.bytes)}` : '—'}
+          </td>
+        )}
         <td className="mono code" title={v.errorMessage ?? undefined}>
           {v.errorCode ?? ''}
         </td>
       </tr>
     );
   },
-  (a, b) => sameRow(a.v, b.v),
+  (a, b) => a.peer === b.peer && sameRow(a.v, b.v),
 );
