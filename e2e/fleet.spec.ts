@@ -93,6 +93,9 @@ async function migrateFromConsole(page: Page, from: string, to: string, uuid: st
   await expect(page.getByTestId('peer-side')).toHaveAttribute('data-state', 'completed', { timeout: 10_000 });
   await expect(page.getByTestId('peer-side')).toContainText('verified');
   await expect(page.locator('tr[data-testid="channel-row"]')).toHaveCount(4);
+  // One grid, both sides: beside what the source sent, what the destination agent saw of each channel.
+  await expect(page.getByTestId('channel-peer')).toHaveCount(4);
+  for (const cell of await page.getByTestId('channel-peer').all()) await expect(cell).not.toHaveText('—');
   return id;
 }
 
