@@ -31,6 +31,7 @@ import {
 } from '../lib/contracts/console';
 import { AgentDownError, ConfigInvalidError } from '../lib/errors';
 import { AgentStore, type AgentRecord } from './agent-store';
+import { summaryFrom } from './summary';
 
 export interface FleetOptions {
   /** No request to an agent waits longer. Default 5 s. */
@@ -553,17 +554,12 @@ export class Fleet {
 
   #summaryNow(l: FleetLive): MigrationSummary {
     const s = this.#named(l, l.snapshot);
+    // What was asked (destination, agents, faults) from the start; where it stands from the snapshot.
     return {
-      ...l.summary,
+      ...summaryFrom(s, { destination: l.summary.destination, inject: l.summary.inject, agents: l.summary.agents }),
       uuid: s.uuid ?? l.summary.uuid,
-      state: s.state,
-      ramSize: s.ramSize,
-      endedAt: s.endedAt,
-      totalTimeMs: s.totalTimeMs,
-      transferred: s.transferred,
-      throughput: s.totalTimeMs ? (s.pageBytes * 1000) / s.totalTimeMs : null,
-      errorCode: s.error?.code ?? null,
-      errorMessage: s.error?.message ?? null,
+      startedAt: l.summary.startedAt,
+      channels: l.summary.channels,
     };
   }
 }

@@ -5,7 +5,7 @@
  * An interface (DESIGN 9): in-process today, a job queue on a broker later. The engine knows
  * nothing of it.
  */
-import { MigrationConfigSchema, type MigrationEvent, type MigrationSnapshot } from '../lib/contracts';
+import { MigrationConfigSchema, type MigrationEvent } from '../lib/contracts';
 import {
   INJECT_KINDS,
   StartMigrationSchema,
@@ -25,6 +25,7 @@ import { Guest, formatWorkload, parseWorkload } from '../lib/guest';
 import { Evacuations } from './evacuation';
 import type { Fleet } from './fleet';
 import type { HistoryStore } from './history';
+import { summaryFrom } from './summary';
 import { QemuMigration, type QemuMigrationOptions } from './qemu-migration';
 
 export interface MigrationRegistry {
@@ -422,24 +423,7 @@ export class LocalRegistry implements MigrationRegistry {
   }
 
   private incomingSummary(i: IncomingLive): MigrationSummary {
-    const s = i.incoming.snapshot();
-    return {
-      id: s.id,
-      uuid: s.uuid,
-      state: s.state,
-      channels: s.channelCount,
-      destination: 'this host',
-      ramSize: s.ramSize,
-      startedAt: s.startedAt,
-      endedAt: s.endedAt,
-      totalTimeMs: s.totalTimeMs,
-      transferred: s.transferred,
-      throughput: s.totalTimeMs ? (s.pageBytes * 1000) / s.totalTimeMs : null,
-      errorCode: s.error?.code ?? null,
-      errorMessage: s.error?.message ?? null,
-      inject: [],
-      agents: null,
-    };
+    return summaryFrom(i.incoming.snapshot(), { destination: 'this host', inject: [] });
   }
 
   private saveQemu(q: QemuLive): void {
@@ -455,44 +439,15 @@ export class LocalRegistry implements MigrationRegistry {
   private qemuSummary(q: QemuLive): MigrationSummary {
     const s = q.migration.snapshot();
     return {
-      id: s.id,
-      uuid: s.uuid,
-      state: s.state,
+      ...summaryFrom(s, { destination: `QEMU ${q.request.destinationQmp}`, inject: q.request.inject }),
       channels: q.request.channels,
-      destination: `QEMU ${q.request.destinationQmp}`,
-      ramSize: s.ramSize,
-      startedAt: s.startedAt,
-      endedAt: s.endedAt,
-      totalTimeMs: s.totalTimeMs,
-      transferred: s.transferred,
       // Completed: the whole RAM moved (zero pages too). Otherwise only the pages that did.
       throughput: s.totalTimeMs ? ((s.state === 'completed' ? s.ramSize : s.pageBytes) * 1000) / s.totalTimeMs : null,
-      errorCode: s.error?.code ?? null,
-      errorMessage: s.error?.message ?? null,
-      inject: q.request.inject,
-      agents: null,
     };
   }
 
   private summaryOf(live: Live): MigrationSummary {
-    const s: MigrationSnapshot = live.source.snapshot();
-    return {
-      id: s.id,
-      uuid: s.uuid,
-      state: s.state,
-      channels: s.channelCount,
-      destination: live.destination,
-      ramSize: s.ramSize,
-      startedAt: s.startedAt,
-      endedAt: s.endedAt,
-      totalTimeMs: s.totalTimeMs,
-      transferred: s.transferred,
-      throughput: s.totalTimeMs ? (s.pageBytes * 1000) / s.totalTimeMs : null,
-      errorCode: s.error?.code ?? null,
-      errorMessage: s.error?.message ?? null,
-      inject: live.config.inject,
-      agents: null,
-    };
+    return summaryFrom(live.source.snapshot(), { destination: live.destination, inject: live.config.inject });
   }
 }
 
