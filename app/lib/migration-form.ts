@@ -9,11 +9,11 @@
  * For client components only.
  */
 import { useRouter } from 'next/navigation';
-import { useEffect, useState, type ChangeEvent, type Dispatch, type FormEvent, type SetStateAction } from 'react';
+import { useRef, useState, type Dispatch, type SetStateAction } from 'react';
 import type { z } from 'zod';
-import { fieldErrors, type FieldErrors } from '../../lib/contracts/console';
-import { ApiError } from './api';
+import type { FieldErrors } from '../../lib/contracts/console';
 import { defaultArg, faultProblems, freeChannel, type FaultRow } from './fault-lab';
+import { useSchemaForm, type FormError } from './schema-form';
 
 /** An empty box is "no number", not 0: the schema then says what it wants. */
 export const num = (s: string): number => (s.trim() === '' ? Number.NaN : Number(s));
@@ -30,11 +30,7 @@ export interface MigrationFormSpec<V extends { [K in keyof V]: string }, Out> {
   start: (input: Out) => Promise<{ id: string }>;
 }
 
-/** A failure that is not about one field. `code` is null when it is no ApiError (then it has none). */
-export interface FormError {
-  code: string | null;
-  message: string;
-}
+export type { FormError };
 
 /** The fault lab's rows and whether it is open. */
 export interface FaultLabState {
@@ -47,81 +43,32 @@ export interface FaultLabState {
 }
 
 export function useMigrationForm<V extends { [K in keyof V]: string }, Out>(spec: MigrationFormSpec<V, Out>) {
-  const { prefix } = spec;
   const router = useRouter();
-  const [values, setValues] = useState<V>(spec.defaults);
-  const [errors, setErrors] = useState<FieldErrors>({});
-  const [formError, setFormError] = useState<FormError | null>(null);
-  const [pending, setPending] = useState(false);
-  // The form is prerendered: until React has taken it over, a click would submit natively
-  // and typing would be reset, so the submit button stays disabled until then.
-  const [ready, setReady] = useState(false);
-  useEffect(() => setReady(true), []);
-
-  const clearError = (name: string) => {
-    if (errors[name]) setErrors(({ [name]: _gone, ...rest }) => rest);
-  };
-  const lab = useFaultLab(() => clearError('inject'));
-
-  /** Field problems: the lab opens when one is about its faults. */
-  function showErrors(found: FieldErrors) {
-    setErrors(found);
-    if (found.inject) lab.setOpen(true);
-  }
-
-  function onChange(e: ChangeEvent<HTMLInputElement | HTMLSelectElement>) {
-    const name = e.target.name as keyof V & string;
-    setValues((v) => ({ ...v, [name]: e.target.value }));
-    // The message goes with the value it was about.
-    clearError(name);
-  }
-
-  async function onSubmit(e: FormEvent<HTMLFormElement>) {
-    e.preventDefault();
-    if (pending) return;
-    setFormError(null);
-    const input = spec.toInput(values, lab.rows);
-    const parsed = spec.schema.safeParse(input);
-    const found = parsed.success ? {} : fieldErrors(parsed.error);
-    const problems = faultProblems(lab.rows, Number(input.channels));
-    if (problems.length > 0) found.inject = [...new Set([...(found.inject ?? []), ...problems])];
-    if (!parsed.success || problems.length > 0) {
-      showErrors(found);
-      return;
-    }
-    setErrors({});
-    setPending(true);
-    try {
-      const summary = await spec.start(parsed.data);
-      router.push(`/migrations/${encodeURIComponent(summary.id)}`);
-    } catch (err) {
-      setPending(false);
-      if (err instanceof ApiError && err.fields && Object.keys(err.fields).length > 0) {
-        // 422: fields the form has no box for (e.g. `guest`) are listed under the form.
-        showErrors(err.fields);
-      } else if (err instanceof ApiError) {
-        setFormError({ code: err.code, message: err.message });
-      } else {
-        setFormError({ code: null, message: String(err) });
-      }
-    }
-  }
-
-  const described = (name: string) => [`${prefix}hint-${name}`, errors[name]?.length ? `${prefix}error-${name}` : null].filter(Boolean).join(' ');
-  /** A box's own props: its id, value and messages. */
-  const input = (name: keyof V & string) => ({
-    id: `${prefix}field-${name}`,
-    name,
-    value: values[name],
-    onChange,
-    'aria-describedby': described(name),
-    'aria-invalid': errors[name]?.length ? true : undefined,
+  // The lab clears the form's message about faults; the form is made after the lab.
+  const clearInject = useRef<(name: string) => void>(() => {});
+  const lab = useFaultLab(() => clearInject.current('inject'));
+  const form = useSchemaForm({
+    prefix: spec.prefix,
+    testIds: false,
+    defaults: spec.defaults,
+    fields: spec.fields,
+    schema: spec.schema,
+    toInput: (values: V) => spec.toInput(values, lab.rows),
+    // The fault rows, as far as the form can tell (the server parses each fully).
+    check: (input): FieldErrors => {
+      const problems = faultProblems(lab.rows, Number((input as { channels?: number }).channels));
+      return problems.length > 0 ? { inject: problems } : {};
+    },
+    onErrors: (found) => {
+      if (found.inject) lab.setOpen(true);
+    },
+    submit: spec.start,
+    onDone: (summary) => router.push(`/migrations/${encodeURIComponent(summary.id)}`),
+    after: (sent) => sent,
+    stayPending: true,
   });
-  /** What <Field> needs to label a box and show its messages. */
-  const field = (name: string) => ({ prefix, name, errors: errors[name] });
-  const otherErrors = Object.entries(errors).filter(([k]) => !spec.fields.includes(k));
-
-  return { values, errors, formError, pending, ready, lab, onSubmit, clearError, described, input, field, otherErrors };
+  clearInject.current = form.clearError;
+  return { ...form, lab };
 }
 
 function useFaultLab(clearInjectError: () => void): FaultLabState {
