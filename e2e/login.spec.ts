@@ -60,3 +60,13 @@ test('beyond loopback the console asks for its token: wrong refused, right lets 
   expect(cookie?.httpOnly).toBe(true);
   expect(cookie?.sameSite).toBe('Strict');
 });
+
+test('the login never sends the browser to another site, however `next` is spelled', async ({ page }) => {
+  for (const next of ['/\\evil.example/', '//evil.example/', 'https://evil.example/']) {
+    await page.context().clearCookies();
+    await page.goto(`${base}/login?next=${encodeURIComponent(next)}`);
+    await page.getByTestId('login-token').fill(token);
+    await page.getByTestId('login-submit').click();
+    await expect(page).toHaveURL(`${base}/`);
+  }
+});

@@ -29,7 +29,16 @@ export class AgentStore {
   /** The stored agents; [] when there is no file. A corrupt file is an error, never silently emptied. */
   load(): AgentRecord[] {
     if (!existsSync(this.file)) return [];
-    const parsed = FileSchema.safeParse(JSON.parse(readFileSync(this.file, 'utf8')));
+    const text = readFileSync(this.file, 'utf8');
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (err) {
+      // Not JSON.parse's message: it quotes the text around the fault, which may be a token.
+      const at = /position (\d+)/.exec((err as Error).message)?.[1];
+      throw new Error(`${this.file}: not JSON${at ? ` (at position ${at})` : ''}`);
+    }
+    const parsed = FileSchema.safeParse(json);
     if (!parsed.success) throw new Error(`${this.file}: not a list of agents (${parsed.error.issues[0]?.message ?? 'invalid'})`);
     // Tighten a file someone loosened.
     chmodSync(this.file, 0o600);

@@ -261,7 +261,12 @@ export function createApi(registry: MigrationRegistry, opts: ApiOptions = {}): (
       if (matches.length === 0) return fail(res, 404, 'NOT_FOUND', `no route ${path}`);
       const route = matches.find(([method]) => method === req.method);
       if (!route) return fail(res, 405, 'METHOD_NOT_ALLOWED', `${req.method} not allowed on ${path}`);
-      const params = route[1].exec(path)!.slice(1).map(decodeURIComponent);
+      let params: string[];
+      try {
+        params = route[1].exec(path)!.slice(1).map(decodeURIComponent);
+      } catch {
+        return fail(res, 400, 'BAD_REQUEST', `${path}: not a valid percent-encoded path`);
+      }
       await route[2](req, res, params);
     } catch (err) {
       if (res.headersSent) {

@@ -1,5 +1,5 @@
 /**
- * Bearer tokens for the agent's control API (and, later, the console's login): compared in
+ * Bearer tokens for the agent's control API and the console's login: compared in
  * constant time, read from files that only their owner can read, generated when there is
  * none, and never written to a log.
  */
@@ -36,6 +36,20 @@ export class TokenCheck {
   /** `Authorization: Bearer <token>`. */
   allows(req: IncomingMessage): boolean {
     return this.matches(bearerOf(req.headers.authorization));
+  }
+}
+
+/**
+ * A browser's request from another site's page (a forged POST, a hijacked WebSocket): its
+ * Origin is not the address it was sent to. Scripts and agents send no Origin at all.
+ */
+export function crossOrigin(headers: IncomingMessage['headers']): boolean {
+  const origin = headers.origin;
+  if (origin === undefined) return false;
+  try {
+    return new URL(origin).host !== (headers.host ?? '').toLowerCase();
+  } catch {
+    return true; // 'null' (a sandboxed or file: page), or no URL at all
   }
 }
 

@@ -47,6 +47,35 @@ describe('console login', () => {
     }
   });
 
+  describe('on loopback', () => {
+    let tc: TestConsole;
+    before(async () => {
+      tc = await startTestConsole((server, registry) => {
+        const login = consoleLogin('127.0.0.1', os.tmpdir(), () => {});
+        const handle = consoleHandler(login, createApi(registry), (_req, res) => void res.end('the console'));
+        server.on('request', (req, res) => void handle(req, res));
+        attachSocket(server, registry);
+      });
+    });
+    after(() => tc.close());
+
+    it("open to the operator, not to the pages of other sites the operator visits", async () => {
+      assert.equal((await fetch(`${tc.url}/api/migrations`)).status, 200, 'open: no login');
+      const before = tc.registry.guests().length;
+      // What any page can send without asking (a "simple" request): no preflight stops it.
+      const forged = await fetch(`${tc.url}/api/guests`, { method: 'POST', headers: { origin: 'https://evil.example', 'content-type': 'text/plain' }, body: '{"ramSize": 1048576}' });
+      assert.equal(forged.status, 403);
+      assert.equal(tc.registry.guests().length, before, 'nothing was created');
+      const s = connect(tc.url, { transports: ['websocket'], reconnection: false, extraHeaders: { origin: 'https://evil.example' } });
+      const err = await new Promise<Error | null>((r) => (s.once('connect_error', r), s.once('connect', () => r(null))));
+      s.close();
+      assert.ok(err, 'a socket from another site is refused');
+      const own = connect(tc.url, { transports: ['websocket'], reconnection: false, extraHeaders: { origin: tc.url } });
+      await new Promise<void>((resolve, reject) => (own.once('connect', () => resolve()), own.once('connect_error', reject)));
+      own.close();
+    });
+  });
+
   describe('beyond loopback', () => {
     let tc: TestConsole;
     const token = newToken();
@@ -92,6 +121,63 @@ describe('console login', () => {
       assert.match(err.message, /unauthorized/);
     });
 
+    /** A request line sent as written (fetch would normalize the path first). */
+    const raw = (p: string, method = 'GET') =>
+      new Promise<{ status: number; location: string | undefined }>((resolve, reject) => {
+        const req = http.request(tc.url, { method, path: p }, (res) => {
+          res.resume();
+          resolve({ status: res.statusCode!, location: res.headers.location });
+        });
+        req.on('error', reject);
+        req.end();
+      });
+
+    it('a path that is no URL gets 400 and the console lives on', async () => {
+      for (const p of ['//', '//@', '//:99999/x', '/\\\\']) {
+        assert.equal((await raw(p)).status, 400, p);
+        assert.equal((await raw(p, 'POST')).status, 400, `POST ${p}`);
+      }
+      assert.equal((await get('/login')).status, 200, 'still answering');
+    });
+
+    it('no path trick gets past the login, and the way back is always a path of this console', async () => {
+      for (const p of ['/_next/../migrations/x', '/_next/%2e%2e/migrations/x', '/login/../agents', '/favicon.svg/../agents', '/_next\\..\\agents', '/x/..%2f../api/migrations']) {
+        const r = await raw(p);
+        assert.equal(r.status, 302, p);
+        assert.match(r.location ?? '', /^\/login\?next=/, p);
+      }
+      for (const p of ['/api/../api/migrations', '/api/%2e%2e/api/migrations', '/api/migrations/../migrations']) {
+        assert.equal((await raw(p)).status, 401, p);
+        assert.equal((await raw(p, 'POST')).status, 401, `POST ${p}`);
+      }
+      // Where the login page sends the browser back to: a path here, never another site.
+      for (const p of ['/\\evil.example/x', '/.//evil.example/x', '//evil.example/x', '/%5Cevil.example']) {
+        const r = await raw(p);
+        assert.equal(r.status, 302, p);
+        const next = new URL(r.location!, 'http://console').searchParams.get('next')!;
+        assert.ok(next.startsWith('/') && !next.startsWith('//') && !next.includes('\\'), `${p} -> ${next}`);
+        assert.equal(new URL(next, 'http://console').host, 'console', `${p} -> ${next}`);
+      }
+    });
+
+    it("another site's page gets nowhere, even with the token: REST 403 and nothing done, sockets turned away", async () => {
+      const before = tc.registry.guests().length;
+      const forged = await fetch(`${tc.url}/api/guests`, {
+        method: 'POST',
+        headers: { origin: 'http://evil.example', authorization: `Bearer ${token}`, 'content-type': 'text/plain' },
+        body: '{"ramSize": 1048576}',
+      });
+      assert.equal(forged.status, 403);
+      assert.equal(((await forged.json()) as { code: string }).code, 'CROSS_ORIGIN');
+      assert.equal(tc.registry.guests().length, before, 'nothing was created');
+      const own = await fetch(`${tc.url}/api/migrations`, { headers: { origin: tc.url, authorization: `Bearer ${token}` } });
+      assert.equal(own.status, 200, "the console's own pages are of its origin");
+      const s = connect(tc.url, { transports: ['websocket'], reconnection: false, auth: { token }, extraHeaders: { origin: 'http://evil.example' } });
+      const err = await new Promise<Error | null>((r) => (s.once('connect_error', r), s.once('connect', () => r(null))));
+      s.close();
+      assert.ok(err, 'a socket from another site is refused');
+    });
+
     it('a wrong token does not log in; the right one gives a session cookie that opens pages, REST and sockets', async () => {
       const wrong = await fetch(`${tc.url}/api/login`, { method: 'POST', body: JSON.stringify({ token: newToken() }) });
       assert.equal(wrong.status, 401);
@@ -106,16 +192,22 @@ describe('console login', () => {
       assert.equal((await get('/', { cookie: session })).status, 200);
       assert.equal((await get('/api/migrations', { cookie: session })).status, 200);
       assert.equal((await get('/api/migrations', { authorization: `Bearer ${token}` })).status, 200, 'scripts use the token itself');
+      const bad = await get('/api/migrations/%E0%A4', { authorization: `Bearer ${token}` });
+      assert.equal(bad.status, 400, 'a broken escape in a path is a bad request, not an internal error');
       const s = connect(tc.url, { transports: ['websocket'], reconnection: false, extraHeaders: { cookie: session } });
       await new Promise<void>((resolve, reject) => {
         s.once('connect', () => resolve());
         s.once('connect_error', reject);
       });
-      s.close();
+      const cut = new Promise<string>((resolve) => s.once('disconnect', (reason) => resolve(reason)));
 
       const out = await fetch(`${tc.url}/api/logout`, { method: 'POST', headers: { cookie: session } });
       assert.equal(out.status, 204);
       assert.equal((await get('/api/migrations', { cookie: session })).status, 401, 'logged out');
+      // The socket opened with that session does not stream on after it.
+      const reason = await Promise.race([cut, new Promise<string>((r) => setTimeout(() => r('still connected'), 5000))]);
+      s.close();
+      assert.equal(reason, 'io server disconnect', 'the logged-out socket is closed by the console');
     });
   });
 });

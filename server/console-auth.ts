@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { ConfigInvalidError } from '../lib/errors';
-import { MIN_TOKEN_LENGTH, TokenCheck, ensureTokenFile } from './auth';
+import { MIN_TOKEN_LENGTH, TokenCheck, crossOrigin, ensureTokenFile } from './auth';
 
 export const SESSION_COOKIE = 'multifd_session';
 const SESSION_MS = 12 * 3600_000;
@@ -81,7 +81,7 @@ class TokenLogin implements ConsoleLogin {
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
-    const url = new URL(req.url ?? '/', 'http://x').pathname;
+    const url = requestUrl(req)?.pathname;
     if (req.method === 'POST' && url === '/api/logout') {
       const id = sessionId(req.headers.cookie);
       if (id) this.#sessions.delete(id);
@@ -142,6 +142,15 @@ async function readSmall(req: IncomingMessage): Promise<string> {
   return s;
 }
 
+/** The request's URL as WHATWG parses it (`..` resolved, `\` as `/`); null when it is none. */
+function requestUrl(req: IncomingMessage): URL | null {
+  try {
+    return new URL(req.url ?? '/', 'http://x');
+  } catch {
+    return null;
+  }
+}
+
 /** Paths a browser may load before it logged in: the login page and what it is built of. */
 export function openWithoutLogin(pathname: string): boolean {
   return pathname === '/login' || pathname.startsWith('/_next/') || pathname === '/favicon.svg' || pathname === '/favicon.ico' || pathname === '/api/login';
@@ -152,18 +161,36 @@ type Handler = (req: IncomingMessage, res: ServerResponse) => void | Promise<voi
 /**
  * The console's one request handler: login and logout, then the REST API (which refuses on
  * its own what the login does not allow), then pages, which send a browser that has not
- * logged in to /login?next=<where it was going>.
+ * logged in to /login?next=<where it was going>. No API call comes from another site's page,
+ * logged in or not (on loopback the console is open: any page the operator visits could
+ * otherwise drive it).
  */
 export function consoleHandler(login: ConsoleLogin, api: Handler, pages: Handler): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   return async (req, res) => {
+    const url = requestUrl(req);
+    if (!url) {
+      // `//` or `//@`: a request line no URL parser takes (and that would otherwise throw here).
+      res.writeHead(400, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
+      res.end(JSON.stringify({ code: 'BAD_REQUEST', message: 'the request path is not a URL path' }));
+      return;
+    }
+    const pathname = url.pathname;
+    if (pathname.startsWith('/api/') && crossOrigin(req.headers)) {
+      req.resume();
+      res.writeHead(403, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
+      res.end(JSON.stringify({ code: 'CROSS_ORIGIN', message: `a page of ${req.headers.origin} may not call this console` }));
+      return;
+    }
     if (await login.handle(req, res)) return;
-    const pathname = new URL(req.url ?? '/', 'http://x').pathname;
     if (pathname.startsWith('/api/')) {
       await api(req, res);
       return;
     }
     if (login.required && !openWithoutLogin(pathname) && !login.allows(req)) {
-      res.writeHead(302, { location: `/login?next=${encodeURIComponent(req.url ?? '/')}`, 'cache-control': 'no-store' });
+      // `next` is the path as parsed, never the request line verbatim: a browser reads
+      // `/\evil.com` or `//evil.com` as another site.
+      const next = pathname.replace(/^\/+/, '/') + url.search;
+      res.writeHead(302, { location: `/login?next=${encodeURIComponent(next)}`, 'cache-control': 'no-store' });
       res.end();
       return;
     }

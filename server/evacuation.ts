@@ -51,14 +51,19 @@ export class Evacuations {
   async start(agentName: string, req: Evacuate): Promise<EvacuationView> {
     const agent = this.#fleet.agent(agentName);
     if (!agent) throw new ConfigInvalidError(`no agent named ${agentName} in the fleet`, { field: 'agent', received: agentName });
-    if ([...this.#all.values()].some((r) => r.view.agent === agentName && r.view.state === 'running')) {
-      throw new ConfigInvalidError(`agent ${agentName} is already being evacuated`, { field: 'agent', received: agentName });
-    }
+    const already = () => {
+      if ([...this.#all.values()].some((r) => r.view.agent === agentName && r.view.state === 'running')) {
+        throw new ConfigInvalidError(`agent ${agentName} is already being evacuated`, { field: 'agent', received: agentName });
+      }
+    };
+    already();
     for (const d of req.destinations ?? []) {
       if (d === agentName) throw new ConfigInvalidError(`destination ${d} is the agent being evacuated`, { field: 'destinations', received: d });
       if (!this.#fleet.agent(d)) throw new ConfigInvalidError(`no agent named ${d} in the fleet`, { field: 'destinations', received: d });
     }
     await agent.refresh();
+    // Again: another request for this agent may have started its evacuation meanwhile.
+    already();
     if (agent.state !== 'up') throw new ConfigInvalidError(`agent ${agentName} is ${agent.state}${agent.error ? `: ${agent.error}` : ''}`, { field: 'agent', received: agentName });
     const items: EvacuationItem[] = agent.guests
       .filter((g) => g.state === 'running' && g.migrating === null)
@@ -138,7 +143,8 @@ export class Evacuations {
           inject: [],
         });
         it.migrationId = s.id;
-        if (['completed', 'failed', 'cancelled'].includes(s.state)) this.#finishItem(it, s.state === 'completed', s.errorMessage);
+        // Ended already (gone from the fleet: its end passed by before its id was known here).
+        if (['completed', 'failed', 'cancelled'].includes(s.state) || !this.#fleet.has(s.id)) this.#finishItem(it, s.state === 'completed', s.errorMessage ?? s.state, s.endedAt);
       } catch (err) {
         const gone = /no running guest/.test((err as Error).message);
         it.state = gone ? 'skipped' : 'failed';

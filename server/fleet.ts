@@ -29,7 +29,7 @@ import {
   type StartFleetMigration,
   type SubscribeReply,
 } from '../lib/contracts/console';
-import { AgentDownError, ConfigInvalidError } from '../lib/errors';
+import { AgentDownError, BusyError, ConfigInvalidError } from '../lib/errors';
 import { AgentStore, type AgentRecord } from './agent-store';
 import { summaryFrom } from './summary';
 
@@ -234,6 +234,8 @@ export class Fleet {
   readonly #ended = new Set<(r: FleetRecord) => void>();
   #closed = false;
   readonly #watchdog: NodeJS.Timeout;
+  /** A watchdog run is under way (one can outlast WATCH_MS: it waits on slow agents). */
+  #watching = false;
 
   constructor(dataDir: string, opts: FleetOptions = {}) {
     this.#store = new AgentStore(dataDir);
@@ -286,9 +288,12 @@ export class Fleet {
     return client.view();
   }
 
+  /** False when there is no such agent; refused while a fleet migration of it is in flight (its mirror needs its socket). */
   remove(name: string): boolean {
     const a = this.#agents.get(name);
     if (!a) return false;
+    const busy = [...this.#live.values()].find((l) => l.source === a || l.destination === a);
+    if (busy) throw new BusyError(`agent ${name} has a fleet migration in flight (${busy.id}); wait for it or cancel it first`, { field: 'name' });
     a.close();
     this.#agents.delete(name);
     this.#store.save([...this.#agents.values()].map((x) => x.rec));
@@ -339,7 +344,8 @@ export class Fleet {
     };
     this.#live.set(live.id, live);
     await Promise.all([this.#join(live, 'source'), this.#join(live, 'destination')]);
-    return live.summary;
+    // Where it stands now: it may even have ended (and gone to history) during the joins.
+    return this.#summaryNow(live);
   }
 
   has(id: string): boolean {
@@ -421,14 +427,18 @@ export class Fleet {
       l.snapshot = { ...l.snapshot, state: 'failed', endedAt: now, totalTimeMs: now - l.snapshot.startedAt, error: err };
       // The console's conclusion, told to the live view as the source's side would have.
       const base = { time: now, role: 'source' as const, migration: { id: l.id, uuid: l.snapshot.uuid } };
+      // Ended as lost first: the 'failed' below would otherwise start an ordinary end, which
+      // asks the lost source and takes whatever it last said (even 'active') for the end.
+      void this.#end(l, true);
       this.#take(l, [
         { ...base, type: 'state', state: 'failed', previous },
         { ...base, type: 'failed', ...err },
         { ...base, type: 'progress', snapshot: l.snapshot },
       ]);
-      void this.#end(l, true);
     };
-    if (l.destinationSnapshot && TERMINAL.has(l.destinationSnapshot.state)) lost();
+    // Given up: failed or cancelled. A destination that completed holds the guest; its source
+    // may well come back to say so, so that case waits like any other.
+    if (l.destinationSnapshot && (l.destinationSnapshot.state === 'failed' || l.destinationSnapshot.state === 'cancelled')) lost();
     else l.lostTimer ??= setTimeout(lost, SOURCE_LOST_MS);
   }
 
@@ -454,18 +464,25 @@ export class Fleet {
    * stands, and ended if its source says it has.
    */
   async #watch(): Promise<void> {
-    // One slow answer marked it down; its stream still up says otherwise: ask again.
-    for (const a of this.#agents.values()) if (a.state === 'down' && a.socket.connected) void a.refresh();
-    for (const l of [...this.#live.values()]) {
-      if (l.ending) continue;
-      if (!l.joined.source && l.source.state === 'up') await this.#join(l, 'source');
-      if (!l.joined.destination && l.destination.state === 'up' && l.destination.migrations.some((m) => m.id === l.id)) await this.#join(l, 'destination');
-      if (Date.now() - l.lastEventAt < QUIET_MS || l.source.state !== 'up') continue;
-      const d = await l.source.request<MigrationDetail>('GET', `/api/migrations/${encodeURIComponent(l.id)}`).catch(() => null);
-      if (!d) continue;
-      l.lastEventAt = Date.now();
-      l.snapshot = d.snapshot;
-      if (TERMINAL.has(d.snapshot.state)) void this.#end(l);
+    // Not two runs at once: they would ask an agent that is already slow the same things again.
+    if (this.#watching) return;
+    this.#watching = true;
+    try {
+      // One slow answer marked it down; its stream still up says otherwise: ask again.
+      for (const a of this.#agents.values()) if (a.state === 'down' && a.socket.connected) void a.refresh();
+      for (const l of [...this.#live.values()]) {
+        if (l.ending) continue;
+        if (!l.joined.source && l.source.state === 'up') await this.#join(l, 'source');
+        if (!l.joined.destination && l.destination.state === 'up' && l.destination.migrations.some((m) => m.id === l.id)) await this.#join(l, 'destination');
+        if (Date.now() - l.lastEventAt < QUIET_MS || l.source.state !== 'up') continue;
+        const d = await l.source.request<MigrationDetail>('GET', `/api/migrations/${encodeURIComponent(l.id)}`).catch(() => null);
+        if (!d || l.ending) continue;
+        l.lastEventAt = Date.now();
+        l.snapshot = d.snapshot;
+        if (TERMINAL.has(d.snapshot.state)) void this.#end(l);
+      }
+    } finally {
+      this.#watching = false;
     }
   }
 
@@ -488,7 +505,9 @@ export class Fleet {
 
   #take(l: FleetLive, events: readonly MigrationEvent[]): void {
     for (const e of events) {
-      const key = `${e.role}:${e.type}:${e.time}:${e.type === 'progress' ? '' : JSON.stringify(e).length}`;
+      // The whole event: two of a kind in one millisecond (channels 1 and 2 connecting) are two.
+      // A progress event is the snapshot at that moment: one per side per millisecond is enough.
+      const key = e.type === 'progress' ? `${e.role}:progress:${e.time}` : JSON.stringify(e);
       if (l.seen.has(key)) continue;
       l.seen.add(key);
       l.lastEventAt = Date.now();
@@ -499,7 +518,8 @@ export class Fleet {
         else if (e.role === 'destination') l.destinationSnapshot = e.snapshot;
       }
       if (e.role === 'source' && (e.type === 'completed' || e.type === 'failed' || e.type === 'cancelled')) void this.#end(l);
-      if (e.role === 'destination' && TERMINAL.has(e.type)) this.#watchSource(l);
+      // The destination's end (its snapshot says which) may be what a lost source waits for.
+      if (e.role === 'destination' && (TERMINAL.has(e.type) || (e.type === 'progress' && TERMINAL.has(e.snapshot.state)))) this.#watchSource(l);
     }
   }
 

@@ -5,9 +5,10 @@
  * root and `ip`; where either is missing, `available` is false and `reason` says why, and
  * the tests run their agents on loopback instead, saying so.
  *
- * Names carry this process's id, and the subnet is chosen from it too, so two runs at
- * once do not collide; leftovers of a run that was killed are removed first. Everything
- * is removed by cleanup(), which the tests call on every path (and on exit).
+ * Names carry this process's id (leftovers of an earlier run with the same id are removed
+ * first), and the subnet is the first one free from a number chosen from it, so neither a
+ * run at the same time nor what a killed run left behind shares it. Everything is removed
+ * by cleanup(), which the tests call on every path (and on exit).
  */
 import { execFileSync } from 'node:child_process';
 
@@ -41,22 +42,37 @@ function quietly(fn: () => void): void {
   }
 }
 
+/** 10.78.N with N from this process's id, or the next N no address of this host is in. */
+function freeSubnet(): string {
+  let used = '';
+  try {
+    used = execFileSync('ip', ['-o', '-4', 'addr', 'show'], { timeout: 10_000 }).toString();
+  } catch {
+    // the first `ip` that makes something says why
+  }
+  for (let i = 0; i < 250; i++) {
+    const n = (process.pid + i) % 250;
+    if (!used.includes(`inet 10.78.${n}.`)) return `10.78.${n}`;
+  }
+  return `10.78.${process.pid % 250}`;
+}
+
 /** Two hosts, `a` and `b`, or the reason there are none. */
 export function makeFleetNet(names: readonly string[] = ['a', 'b']): FleetNet {
   const none = (reason: string): FleetNet => ({ available: false, reason, hosts: [], consoleIp: '127.0.0.1', cleanup: () => {} });
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) return none('not root: network namespaces need it');
   const tag = `mf${process.pid % 100000}`;
-  const subnet = `10.78.${process.pid % 250}`;
   const bridge = `${tag}br`;
-  const hosts: TestHost[] = names.map((n, i) => ({ name: n, ns: `${tag}-${n}`, ip: `${subnet}.${i + 2}`, wrap: ['ip', 'netns', 'exec', `${tag}-${n}`] }));
   const cleanup = () => {
-    for (const h of hosts) {
-      quietly(() => ip('netns', 'del', h.ns));
-      quietly(() => ip('link', 'del', `${tag}${h.name}`));
+    for (const n of names) {
+      quietly(() => ip('netns', 'del', `${tag}-${n}`));
+      quietly(() => ip('link', 'del', `${tag}${n}`));
     }
     quietly(() => ip('link', 'del', bridge));
   };
   cleanup();
+  const subnet = freeSubnet();
+  const hosts: TestHost[] = names.map((n, i) => ({ name: n, ns: `${tag}-${n}`, ip: `${subnet}.${i + 2}`, wrap: ['ip', 'netns', 'exec', `${tag}-${n}`] }));
   try {
     ip('link', 'add', bridge, 'type', 'bridge');
     ip('addr', 'add', `${subnet}.1/24`, 'dev', bridge);

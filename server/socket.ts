@@ -11,6 +11,7 @@ import {
   type ServerToClientEvents,
   type SubscribeReply,
 } from '../lib/contracts/console';
+import { crossOrigin } from './auth';
 import type { MigrationRegistry } from './registry';
 
 export interface SocketOptions {
@@ -18,8 +19,12 @@ export interface SocketOptions {
   authorize?: ((headers: import('node:http').IncomingHttpHeaders, auth: unknown) => boolean) | null;
 }
 
+/** How often a connected socket's login is checked again. */
+const RECHECK_MS = 2000;
+
 export function attachSocket(http: HttpServer, registry: MigrationRegistry, opts: SocketOptions = {}): Server<ClientToServerEvents, ServerToClientEvents> {
-  const io = new Server<ClientToServerEvents, ServerToClientEvents>(http, { serveClient: false });
+  // Not from another site's page, whatever else is asked: a WebSocket is not held back by CORS.
+  const io = new Server<ClientToServerEvents, ServerToClientEvents>(http, { serveClient: false, allowRequest: (req, cb) => cb(null, !crossOrigin(req.headers)) });
   const room = (id: string) => `migration:${id}`;
   const authorize = opts.authorize;
   if (authorize) {
@@ -27,6 +32,13 @@ export function attachSocket(http: HttpServer, registry: MigrationRegistry, opts
       if (authorize(socket.handshake.headers, socket.handshake.auth)) next();
       else next(Object.assign(new Error('unauthorized: a token or a login is required'), { data: { code: 'UNAUTHORIZED' } }));
     });
+    // A session that ended (logged out, expired) ends its sockets too: what each handshake
+    // carried is asked again every few seconds.
+    const sweep = setInterval(() => {
+      for (const s of io.sockets.sockets.values()) if (!authorize(s.handshake.headers, s.handshake.auth)) s.disconnect(true);
+    }, RECHECK_MS);
+    sweep.unref();
+    http.once('close', () => clearInterval(sweep));
   }
 
   io.on('connection', (socket) => {

@@ -7,10 +7,17 @@
  */
 import { useEffect, useState, type FormEvent } from 'react';
 
-/** Only a path of this console: never an absolute URL (an open redirect). */
+/** Only a path of this console: never another site (an open redirect), however it is spelled. */
 function nextPath(): string {
   const next = new URLSearchParams(window.location.search).get('next') ?? '/';
-  return next.startsWith('/') && !next.startsWith('//') && next !== '/login' ? next : '/';
+  try {
+    // '/\\evil.com' and '//evil.com' resolve to another origin: refused by resolving, not by pattern.
+    const url = new URL(next, window.location.origin);
+    if (url.origin !== window.location.origin || !next.startsWith('/') || url.pathname === '/login') return '/';
+    return `${url.pathname}${url.search}${url.hash}`;
+  } catch {
+    return '/';
+  }
 }
 
 export function LoginForm() {
