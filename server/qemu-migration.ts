@@ -54,6 +54,7 @@ export class QemuMigration {
   #src: QmpClient | null = null;
   #dst: QmpClient | null = null;
   #relay: QemuRelay | null = null;
+  #offRelay: (() => void) | null = null;
   #relayAddress: string | null = null;
   #recordDir: string | null = null;
   #session: RelaySessionSummary | null = null;
@@ -123,7 +124,7 @@ export class QemuMigration {
         tickMs: 250,
       });
       this.#relay = relay;
-      relay.onEvent((e) => this.#fromRelay(e));
+      this.#offRelay = relay.onEvent((e) => this.#fromRelay(e));
       const sessionDone = new Promise<RelaySessionSummary>((resolve) => relay.onSession(resolve));
       const addr = await relay.listen();
       this.#relayAddress = `${addr.host}:${addr.port}`;
@@ -179,6 +180,7 @@ export class QemuMigration {
     let srcStatus = '';
     let dstStatus = '';
     let srcEndedAt: number | null = null;
+    let end: ['completed' | 'failed' | 'cancelled', SerializedError | null];
     try {
       for (;;) {
         const [s, d] = await Promise.all([this.#poll('source'), this.#poll('destination')]);
@@ -204,13 +206,20 @@ export class QemuMigration {
       clearTimeout(timer);
       this.#session = session;
       const ok = srcStatus === 'completed' && dstStatus === 'completed';
-      if (ok) this.#end('completed', null);
-      else if (this.#cancelled) this.#end('cancelled', new CancelledError('cancelled by operator (migrate_cancel)').toJSON());
-      else this.#end('failed', this.#diagnosis(session, srcStatus, dstStatus));
+      if (ok) end = ['completed', null];
+      else if (this.#cancelled) end = ['cancelled', new CancelledError('cancelled by operator (migrate_cancel)').toJSON()];
+      else end = ['failed', this.#diagnosis(session, srcStatus, dstStatus)];
     } catch (err) {
-      this.#end('failed', (err instanceof MigrationError ? err : new RemoteFailedError(String(err))).toJSON());
-    } finally {
+      end = ['failed', (err instanceof MigrationError ? err : new RemoteFailedError(String(err))).toJSON()];
+    }
+    // Let everything go before the verdict: whoever awaits `done` may reuse the QMP sockets
+    // (QEMU serves one client each) at once, and what the relay says of the connections it
+    // resets while closing must not come after the verdict.
+    this.#offRelay?.();
+    try {
       await this.#closeAll();
+    } finally {
+      this.#end(...end);
     }
   }
 

@@ -544,6 +544,13 @@ const FAULTS: Fault[] = [
     message: [/expected QEMU_VM_VMDESCRIPTION or the end of the stream/],
   },
   {
+    // The configuration is buffered whole: endless repeats would be an endless buffer.
+    name: 'a configuration subsection twice',
+    bytes: new Qevm().header().configuration('pc', { uuid: UUID }).subsection('configuration/uuid').raw(Buffer.alloc(16)).bytes(),
+    code: 'MIGRATION_MAIN_BAD_FRAME', field: 'configuration subsection', expected: /each subsection once/, received: '"configuration/uuid" twice',
+    message: [/configuration subsection is "configuration\/uuid" twice/],
+  },
+  {
     name: 'block sizes that do not add up to MEM_SIZE',
     bytes: new Qevm().header().configuration('pc').start(2).u64(5 * PAGE + FLAG.MEM_SIZE).str8('a').u64(3 * PAGE).str8('b').u64(3 * PAGE).eos().footer(2).bytes(),
     code: 'MIGRATION_MAIN_BAD_FRAME', field: 'block list', expected: /adding up to 20480/, received: '24576',

@@ -443,12 +443,17 @@ export class QemuMainDecoder {
     const caps: string[] = [];
     let pageBits: number | null = null;
     let uuid: string | null = null;
+    // QEMU writes each subsection once. A repeat is refused: the configuration is one item,
+    // buffered whole until it ends, so repeats without end would be memory without end.
+    const seen = new Set<string>();
     for (;;) {
       if (c.peek() !== QEMU_VM_SUBSECTION) break;
       const subAt = this.#base + c.pos;
       c.u8();
       const name = c.shortString();
       c.u32(); // version
+      if (seen.has(name)) throw this.#bad('configuration subsection', 'each subsection once', `${JSON.stringify(name)} twice`, subAt);
+      seen.add(name);
       if (name === 'configuration/target-page-bits') {
         pageBits = c.u32();
         if (pageBits < 10 || pageBits > 16) throw this.#bad('target-page-bits', '10..16', String(pageBits), subAt);

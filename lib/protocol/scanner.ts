@@ -16,7 +16,6 @@ import {
   PACKET_FIXED_SIZE,
   PACKET_OFFSET_PAGES_ALLOC,
   PAGE_SIZE,
-  maxCompressedPayload,
   packetHeaderSize,
 } from './constants';
 import { decodeHandshake, type Handshake } from './handshake';
@@ -134,9 +133,9 @@ export class PacketScanner {
             this.#buf = bigger;
           }
         }
+        // The rest of the header (offset[]) follows: pages_alloc >= 1 makes it longer than the fixed part.
         this.#state = HEADER;
         this.#need = packetHeaderSize(this.#slots);
-        if (this.#filled === this.#need) this.#full();
         return;
       }
       case HEADER: {
@@ -146,13 +145,9 @@ export class PacketScanner {
         const method = h.flags & FLAG_COMPRESSION_MASK;
         // Unless told, the first packet names the method (a relay sees QEMU's, not its own).
         this.#compression ??= method;
+        // Also bounds next_packet_size when compressed (the method equals the channel's, or it threw).
         checkPacket(h, { ...this.#ctx, compression: this.#compression }, slots);
         const payload = method === 0 ? h.normalPages * PAGE_SIZE : h.nextPacketSize;
-        if (method !== 0 && payload > maxCompressedPayload(slots)) {
-          throw new PacketBadHeaderError(`channel ${this.#ctx.channel ?? '?'}: bad packet header: next_packet_size is ${payload}`, {
-            channel: this.#ctx.channel ?? null, field: 'next_packet_size', expected: `<= ${maxCompressedPayload(slots)}`, received: String(payload),
-          });
-        }
         this.packets++;
         if (h.flags & FLAG_SYNC) this.syncs++;
         this.pages += h.normalPages;

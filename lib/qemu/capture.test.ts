@@ -7,6 +7,7 @@
  * engine's codes; and `multifd inspect` run as the real command.
  */
 import { strict as assert } from 'node:assert';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,7 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { FLAG_SYNC, PAGE_SIZE, encodeHandshake, encodePacketHeader } from '../protocol';
 import { pageBytes } from '../protocol/test-support';
-import { killAll, run as runCli } from '../../server/cli/test-support';
+import { ROOT, killAll, run as runCli } from '../../server/cli/test-support';
 import { inspectCapture, type CaptureFileReport, type InspectOptions, type InspectResult } from './capture';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -392,6 +393,30 @@ describe('inspectCapture rebuilds synthesized captures', () => {
     assert.equal(r.pagesWritten, 3);
   });
 
+  it('memory does not grow with the zero pages: 1M of them (a 4 GiB guest) with multifd, inspected under a 32 MiB heap', { timeout: 60_000 }, async () => {
+    // One block of N pages: START (MEM_SIZE) | PART: N ZERO records (the first names the block) | END | EOF.
+    const N = 1024 * 1024;
+    const rec = Buffer.alloc(9 * N);
+    for (let i = 1; i < N; i++) rec.writeBigUInt64BE(BigInt(i * PAGE_SIZE + 0x02 + 0x20), 9 * i);
+    const whole = qemuMain([{ name: 'pc.ram', size: N * PAGE_SIZE }], [['eos'], [{ zero: 0, block: 'pc.ram' }, 'eos'], ['eos']], { uuid: U });
+    // The CONTINUE records go right after the first one, before: its section's EOS and footer,
+    // the END section (header, EOS, footer) and EOF.
+    const at = whole.length - (8 + 5) - (5 + 8 + 5) - 1;
+    const main = Buffer.concat([whole.subarray(0, at), rec.subarray(9), whole.subarray(at)]);
+    const c = captureDir();
+    const files = [c.file('main.bin', main), c.file('ch0.bin', channelFile(U, 0, [SYNC, SYNC, SYNC], 1))];
+    const child = spawn(process.execPath, ['--max-old-space-size=32', 'bin/multifd.mjs', 'inspect', '--json', ...files], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d));
+    child.stderr.on('data', (d: Buffer) => (err += d));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    assert.equal(code, 0, err.slice(-2000));
+    const r = JSON.parse(out) as InspectResult;
+    assert.equal(r.files[0].main?.zeroPages, N);
+    assert.equal(r.zeroPagesApplied, N);
+  });
+
   it('channels without a main stream: the blocks are what the packets name, as large as they reach', () => {
     const c = captureDir();
     const ch0 = c.file('ch0.bin', channelFile(U, 0, [SYNC, { pages: [[0x3000, pg(1)]] }, SYNC], 1));
@@ -525,6 +550,30 @@ describe('inspectCapture flags invalid files with the engine\'s codes', () => {
     const cut = c.file('cut.bin', whole.subarray(0, whole.length - 6));
     const r2 = inspectCapture([cut]);
     flagged(r2, { [cut]: { code: 'MIGRATION_MAIN_CLOSED', expected: 'QEMU_VM_EOF', received: `end of stream at byte ${whole.length - 6}` } });
+  });
+
+  it('a file that cannot be read (missing, or a directory) is that file\'s error; the rest is still rebuilt', () => {
+    const c = captureDir();
+    const { files, expected } = goodCapture(c);
+    const missing = path.join(c.dir, 'missing.bin');
+    const dir = path.join(c.dir, 'a-directory');
+    mkdirSync(dir);
+    const out = path.join(c.dir, 'ram.img');
+    const r = inspectCapture([...files, missing, dir], { ramOut: out });
+    flagged(r, { [missing]: { code: 'MIGRATION_CONFIG_INVALID', message: /ENOENT/ }, [dir]: { code: 'MIGRATION_CONFIG_INVALID', message: /EISDIR/ } });
+    assert.equal(r.sha256, sha256(expected));
+  });
+
+  it('a --ram-out that cannot be written is MIGRATION_CONFIG_INVALID (the caller\'s error), not a fault of the capture\'s files', () => {
+    const c = captureDir();
+    const { files } = goodCapture(c);
+    const out = path.join(c.dir, 'no-such-dir', 'ram.img');
+    assert.throws(() => inspectCapture(files, { ramOut: out }), (err: unknown) => {
+      assert.equal((err as { code?: string }).code, 'MIGRATION_CONFIG_INVALID');
+      assert.equal((err as { field?: string }).field, 'ramOut');
+      assert.match((err as Error).message, /--ram-out .*no-such-dir.*ENOENT/);
+      return true;
+    });
   });
 
   it('many faults in one capture: each file flagged with its own code, `errors` counts the files', () => {

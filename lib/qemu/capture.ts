@@ -13,8 +13,13 @@
  * otherwise (7.2 syncs at the end of every RAM section). Within an epoch QEMU sends a page
  * at most once (7.2's duplicates carry the same bytes), so the order inside one is free.
  *
+ * With multifd channels the main stream is decoded twice: once for its block list, markers
+ * and faults, then again to apply its zero records as they come, each sync marker applying
+ * the channels' epochs before it. No record is kept in between.
+ *
  * Files are read with positional reads, the RAM is written with positional writes into a
- * sparse file: memory stays at a few MiB whatever the guest's size.
+ * sparse file: memory stays at a few MiB whatever the guest's size (plus a byte per page,
+ * the map of pages holding data, and a few numbers per multifd packet).
  */
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
@@ -135,25 +140,6 @@ interface ChannelWork {
   epochs: number;
 }
 
-/** Zero records of the main stream, kept until their epoch is applied. */
-class ZeroRecords {
-  eosEpoch: number[] = [];
-  flushEpoch: number[] = [];
-  block: number[] = [];
-  offset: number[] = [];
-  fill: number[] = [];
-  push(eos: number, flush: number, block: number, offset: number, fill: number): void {
-    this.eosEpoch.push(eos);
-    this.flushEpoch.push(flush);
-    this.block.push(block);
-    this.offset.push(offset);
-    this.fill.push(fill);
-  }
-  get length(): number {
-    return this.offset.length;
-  }
-}
-
 /** The RAM being rebuilt: a sparse file, plus which pages hold written bytes. */
 class RamFile {
   readonly blocks: RebuiltBlock[] = [];
@@ -166,11 +152,19 @@ class RamFile {
   zeroPagesApplied = 0;
   readonly #zero = new Uint8Array(PAGE_SIZE);
 
+  /** Opens `path` at once: a RAM file that cannot be written is the caller's error, not a capture's. */
   constructor(
     readonly path: string | null,
     /** Only this block goes into the file. */
     readonly only: string | null = null,
-  ) {}
+  ) {
+    if (path === null) return;
+    try {
+      this.#fd = openSync(path, 'w+');
+    } catch (err) {
+      throw new ConfigInvalidError(`--ram-out ${path}: ${(err as Error).message}`, { field: 'ramOut', received: path });
+    }
+  }
 
   setBlocks(list: readonly QemuRamBlock[]): void {
     let at = this.blocks.reduce((n, b) => n + b.size, 0);
@@ -187,10 +181,7 @@ class RamFile {
     const written = new Uint8Array(pages);
     written.set(this.#written.subarray(0, Math.min(pages, this.#written.length)));
     this.#written = written;
-    if (this.path !== null) {
-      this.#fd ??= openSync(this.path, 'w+');
-      ftruncateSync(this.#fd, fileSize);
-    }
+    if (this.#fd !== null) ftruncateSync(this.#fd, fileSize);
   }
 
   blockIndex(name: string): number | undefined {
@@ -220,11 +211,15 @@ class RamFile {
     this.#written[page] = fill === 0 ? 0 : 1;
   }
 
-  /** Closes the file and returns its sha256, or null without a file. */
+  /** Closes the file and returns its sha256, or null without a file (or without any block in it). */
   finish(): string | null {
     if (this.#fd === null) return null;
     const fd = this.#fd;
     this.#fd = null;
+    if (this.blocks.length === 0) {
+      closeSync(fd);
+      return null;
+    }
     try {
       const hash = createHash('sha256');
       const buf = Buffer.allocUnsafe(CHUNK);
@@ -255,9 +250,8 @@ export function inspectCapture(paths: readonly string[], opts: InspectOptions = 
     const mains = reports.filter((r) => r.kind === 'qemu-main');
     for (const extra of mains.slice(1)) extra.note = `a second QEMU main stream (${mains[0].path} is the first): not decoded`;
     const multifdFiles = reports.filter((r) => r.kind === 'multifd');
-    const zeros = new ZeroRecords();
     let main: QemuMainSummary | null = null;
-    if (mains[0]) main = decodeMain(mains[0], ram, zeros, multifdFiles.length > 0);
+    if (mains[0]) main = decodeMain(mains[0], ram, multifdFiles.length > 0);
     const syncMarker = main === null ? null : main.flushes > 0 ? 'flush' : 'eos';
 
     // 2. Multifd handshakes: uuid, id range, duplicates, in file order.
@@ -266,19 +260,18 @@ export function inspectCapture(paths: readonly string[], opts: InspectOptions = 
     // 3. Without a main stream, the blocks are what the packets name, as large as they reach.
     if (!main && channels.length > 0) inferBlocks(channels, ram);
 
-    // 4. Scan every channel's packets; then apply, epoch by epoch.
+    // 4. Scan every channel's packets; then apply, epoch by epoch: the main stream's zero
+    //    records of epoch k (before its k+1-th sync marker), then the channels' epoch k.
     const work = channels.map((c) => scanChannel(c.report, c.summary, ram));
-    const epochsMain = syncMarker === 'flush' ? main!.flushes : main ? main.eos : 0;
-    const epochs = Math.max(epochsMain + 1, ...work.map((w) => w.epochs + 1));
     const byId = [...work].sort((a, b) => a.summary.id - b.summary.id);
     const scratch = Buffer.allocUnsafe(MAX_PAGES_ALLOC * PAGE_SIZE);
     const header = Buffer.allocUnsafe(packetHeaderSize(MAX_PAGES_ALLOC));
-    let z = 0;
-    for (let e = 0; e < epochs; e++) {
-      const epochOf = syncMarker === 'flush' ? zeros.flushEpoch : zeros.eosEpoch;
-      for (; z < zeros.length && epochOf[z] <= e; z++) ram.zeroPage(zeros.block[z], zeros.offset[z], zeros.fill[z]);
-      for (const w of byId) applyEpoch(w, e, ram, scratch, header);
-    }
+    let applied = 0;
+    const applyChannelsBefore = (epoch: number) => {
+      for (; applied < epoch; applied++) for (const w of byId) applyEpoch(w, applied, ram, scratch, header);
+    };
+    if (main && syncMarker && multifdFiles.length > 0) replayZeros(mains[0], ram, syncMarker, applyChannelsBefore);
+    applyChannelsBefore(Math.max(0, ...work.map((w) => w.epochs + 1)));
     if (opts.block && !ram.blocks.some((b) => b.name === opts.block)) {
       throw new ConfigInvalidError(`--block ${opts.block}: the capture has no such RAM block (it has ${ram.blocks.map((b) => JSON.stringify(b.name)).join(', ') || 'none'})`, {
         field: 'block', received: opts.block, expected: ram.blocks.map((b) => b.name).join(', '),
@@ -302,15 +295,9 @@ export function inspectCapture(paths: readonly string[], opts: InspectOptions = 
 
 function classifyFile(path: string): CaptureFileReport {
   const report: CaptureFileReport = { path, bytes: 0, kind: 'unknown', magic: '', channel: null, main: null, error: null, note: null };
-  let fd: number;
+  let fd: number | null = null;
   try {
     fd = openSync(path, 'r');
-  } catch (err) {
-    report.note = `cannot read: ${(err as Error).message}`;
-    report.error = new MigrationError('MIGRATION_CONFIG_INVALID', `${path}: ${(err as Error).message}`).toJSON();
-    return report;
-  }
-  try {
     report.bytes = fstatSync(fd).size;
     const head = Buffer.alloc(4);
     const n = readSync(fd, head, 0, 4, 0);
@@ -335,25 +322,55 @@ function classifyFile(path: string): CaptureFileReport {
       ).toJSON();
     }
     return report;
+  } catch (err) {
+    // Missing, unreadable, a directory: that file's error, not the end of the inspection.
+    report.kind = 'unknown';
+    report.note = `cannot read: ${(err as Error).message}`;
+    report.error = new MigrationError('MIGRATION_CONFIG_INVALID', `${path}: ${(err as Error).message}`).toJSON();
+    return report;
   } finally {
-    closeSync(fd);
+    if (fd !== null) closeSync(fd);
   }
 }
 
-function decodeMain(report: CaptureFileReport, ram: RamFile, zeros: ZeroRecords, multifd: boolean): QemuMainSummary {
-  let eos = 0;
-  let flush = 0;
+/** The first pass: blocks, markers, faults; zero records applied now only without multifd. */
+function decodeMain(report: CaptureFileReport, ram: RamFile, multifd: boolean): QemuMainSummary {
   const decoder = new QemuMainDecoder({
     blocks: (list) => ram.setBlocks(list),
-    marker: (kind) => (kind === 'eos' ? eos++ : flush++),
-    zeroPage: (block, offset, fill) => {
-      const i = ram.blockIndex(block.name)!;
-      if (multifd) zeros.push(eos, flush, i, offset, fill);
-      else ram.zeroPage(i, offset, fill);
-    },
+    // With multifd they wait for their sync epoch: replayZeros applies them.
+    zeroPage: multifd ? undefined : (block, offset, fill) => ram.zeroPage(ram.blockIndex(block.name)!, offset, fill),
     page: (block, offset, data) => ram.writePages(ram.blockIndex(block.name)!, offset, data),
   });
-  const fd = openSync(report.path, 'r');
+  const err = feedFile(report.path, decoder);
+  if (err) report.error = asMigrationError(err).toJSON();
+  const s = decoder.summary;
+  // The decoder counts what it was given; the file may hold more after where it stopped.
+  s.bytes = report.bytes;
+  if (s.stopped) report.note = `decoded up to ${s.stopped.at} at byte ${s.stopped.offset}: ${s.stopped.reason}`;
+  report.main = s;
+  return s;
+}
+
+/**
+ * The second pass, with multifd: the zero records in stream order, and at the k-th sync
+ * marker `syncPoint(k)`, which applies the channels' epochs before k. It stops where the
+ * first pass did; a fault only this pass meets (writing the RAM) goes on the same file.
+ */
+function replayZeros(report: CaptureFileReport, ram: RamFile, marker: 'eos' | 'flush', syncPoint: (k: number) => void): void {
+  let syncs = 0;
+  const decoder = new QemuMainDecoder({
+    zeroPage: (block, offset, fill) => ram.zeroPage(ram.blockIndex(block.name)!, offset, fill),
+    marker: (kind) => {
+      if (kind === marker) syncPoint(++syncs);
+    },
+  });
+  const err = feedFile(report.path, decoder);
+  if (err && !report.error) report.error = asMigrationError(err).toJSON();
+}
+
+/** Feeds a file to a decoder until it is finished or the file ends; returns the first error. */
+function feedFile(path: string, decoder: QemuMainDecoder): unknown {
+  const fd = openSync(path, 'r');
   try {
     const buf = Buffer.allocUnsafe(CHUNK);
     for (let pos = 0; !decoder.finished; ) {
@@ -365,17 +382,12 @@ function decodeMain(report: CaptureFileReport, ram: RamFile, zeros: ZeroRecords,
       decoder.write(buf.subarray(0, n));
       pos += n;
     }
+    return null;
   } catch (err) {
-    report.error = asMigrationError(err).toJSON();
+    return err;
   } finally {
     closeSync(fd);
   }
-  const s = decoder.summary;
-  // The decoder counts what it was given; the file may hold more after where it stopped.
-  s.bytes = report.bytes;
-  if (s.stopped) report.note = `decoded up to ${s.stopped.at} at byte ${s.stopped.offset}: ${s.stopped.reason}`;
-  report.main = s;
-  return s;
 }
 
 function checkHandshakes(

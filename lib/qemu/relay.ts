@@ -92,6 +92,8 @@ interface Conn {
   kind: Kind | null;
   /** Multifd channel id as the source sent it. */
   id: number | null;
+  /** The id the forwarded handshake claims (a fault may change it): what duplicates are checked on. */
+  sentId: number | null;
   peer: string;
   down: net.Socket;
   up: net.Socket | null;
@@ -224,7 +226,8 @@ export class QemuRelay {
     const server = this.#server;
     this.#server = null;
     for (const s of [...this.#open]) {
-      for (const c of s.conns) this.#destroy(c, c.error ? null : new ChannelClosedError(`${label(c)}: the relay was shut down`, { channel: c.id, peer: c.peer, connection: c.n }));
+      // Connections that already closed keep their own end (a clean close is not a failure).
+      for (const c of s.conns) if (!c.closed) this.#destroy(c, c.error ? null : new ChannelClosedError(`${label(c)}: the relay was shut down`, { channel: c.id, peer: c.peer, connection: c.n }));
     }
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
     await Promise.all([...this.#open].map((s) => new Promise<void>((resolve) => {
@@ -250,6 +253,7 @@ export class QemuRelay {
       n: ++this.#connections,
       kind: null,
       id: null,
+      sentId: null,
       peer: `${down.remoteAddress}:${down.remotePort}`,
       down,
       up: null,
@@ -270,7 +274,7 @@ export class QemuRelay {
       dropAfter: null,
       handshakeTimer: null,
     };
-    const session = this.#sessionFor(c);
+    const session = this.#sessionFor();
     session.conns.push(c);
     down.on('error', (err) => this.#destroy(c, new ChannelClosedError(`${label(c)}: the source's connection failed: ${err.message}`, { channel: c.id, peer: c.peer, connection: c.n })));
     down.on('close', () => this.#onClose(c));
@@ -303,7 +307,7 @@ export class QemuRelay {
     }, this.#opts.handshakeTimeoutMs);
   }
 
-  #sessionFor(c: Conn): Session {
+  #sessionFor(): Session {
     let s = this.#session;
     if (!s || s.endedAt !== null) {
       s = new Session(++this.#sessions, this.#opts.uuid, this.#opts.record);
@@ -322,7 +326,6 @@ export class QemuRelay {
         for (const x of s!.conns) this.#destroy(x, null);
       }, this.#opts.mainWaitMs);
     }
-    void c;
     return s;
   }
 
@@ -395,11 +398,14 @@ export class QemuRelay {
         const hs = faultyHandshake(c.fault, original.uuid, original.id, channels);
         head = hs === null ? Buffer.alloc(0) : Buffer.concat([hs, c.fault.kind === 'truncate' ? Buffer.alloc(0) : head.subarray(HANDSHAKE_SIZE)]);
       }
-      if (c.fault?.kind === 'drop') c.dropAfter = c.fault.n ?? 0;
+      // drop:BYTES counts payload after the handshake, as the engine's source does.
+      if (c.fault?.kind === 'drop') c.dropAfter = HANDSHAKE_SIZE + (c.fault.n ?? 0);
       c.times.handshakeSent = Date.now();
       if (head.length >= HANDSHAKE_SIZE) {
         const sent = decodeHandshake(head.subarray(0, HANDSHAKE_SIZE));
-        const taken = new Set(session.conns.filter((x) => x !== c && x.kind === 'multifd' && x.state !== 'rejected' && x.times.accepted !== null).map((x) => x.id));
+        c.sentId = sent.id;
+        // The ids the destination was told, which a fault may have changed (ch1:dup claims 2).
+        const taken = new Set(session.conns.filter((x) => x !== c && x.kind === 'multifd' && x.state !== 'rejected' && x.times.accepted !== null).map((x) => x.sentId));
         const err = checkHandshake(
           sent,
           { uuid: uuidToBytes(session.uuid), channels: this.#opts.channels, isTaken: (id) => taken.has(id) },
@@ -408,6 +414,12 @@ export class QemuRelay {
         if (err) this.#reject(session, c, err);
         else this.#setChannel(session, c, 'accepted');
         c.scanner = new PacketScanner({}, { channel: c.id, peer: c.peer, connection: c.n, blockSize: (name) => blockSize(session, name), compression: null }, true);
+      } else if (c.fault?.kind === 'truncate') {
+        // What the destination gets is a short handshake: named now, as a source's own would be.
+        this.#reject(session, c, new ChannelShortHandshakeError(
+          `${label(c)}: ${head.length} of the ${HANDSHAKE_SIZE} handshake bytes forwarded, then closed (injected truncate)`,
+          { channel: c.id, peer: c.peer, connection: c.n, expected: `${HANDSHAKE_SIZE} bytes`, received: `${head.length} bytes`, field: 'handshake' },
+        ));
       }
       if (c.fault) {
         session.emitter.emit('channel', { channel: c.id ?? -1, state: c.state, connection: c.n, peer: c.peer });
@@ -452,8 +464,9 @@ export class QemuRelay {
       if (c.kind === 'main') this.#setChannel(session, c, 'streaming');
       if (head.length > 0) this.#forward(session, c, head);
       onConnected();
-      if (!pipe) return;
-      c.down.on('data', (chunk: Buffer) => this.#forward(session, c, chunk));
+      // Without pipe the source's bytes are read and dropped: paused, its FIN would never be
+      // seen behind the unread bytes, and the connection (and the session) would never end.
+      c.down.on('data', pipe ? (chunk: Buffer) => this.#forward(session, c, chunk) : () => {});
       c.down.on('end', () => {
         c.downEnded = true;
         if (!c.up?.destroyed) c.up?.end();
@@ -530,17 +543,29 @@ export class QemuRelay {
     }
   }
 
+  /** A recording that fails is reported, and stops: it never stops the migration's bytes. */
   #openRecorder(session: Session, c: Conn): void {
     if (!session.recordDir) return;
-    mkdirSync(session.recordDir, { recursive: true });
     const taken = new Set(session.files.map((f) => path.basename(f)));
     let name = c.kind === 'main' ? 'main.bin' : c.kind === 'multifd' && c.id !== null ? `ch-${c.id}.bin` : `conn-${c.n}.bin`;
     if (taken.has(name)) name = name.replace(/\.bin$/, `-conn${c.n}.bin`);
     const file = path.join(session.recordDir, name);
+    const failed = (err: Error) => this.#firstError(session, new MigrationError('MIGRATION_INTERNAL', `recording ${file}: ${err.message}`).toJSON());
+    try {
+      mkdirSync(session.recordDir, { recursive: true });
+    } catch (err) {
+      failed(err as Error);
+      return;
+    }
     session.files.push(file);
-    c.recorder = createWriteStream(file);
-    c.recorder.on('error', (err) => {
-      this.#firstError(session, new MigrationError('MIGRATION_INTERNAL', `recording ${file}: ${err.message}`).toJSON());
+    const recorder = createWriteStream(file);
+    c.recorder = recorder;
+    recorder.on('error', (err) => {
+      failed(err);
+      // A failed stream never drains: let go of it, and of the source if it waited for it.
+      if (c.recorder !== recorder) return;
+      c.recorder = null;
+      if (!c.up?.writableNeedDrain && !c.closed) c.down.resume();
     });
   }
 
@@ -565,7 +590,6 @@ export class QemuRelay {
 
   #onClose(c: Conn): void {
     if (!c.down.destroyed || (c.up && !c.up.destroyed)) return;
-    if (c.up === null && !c.down.destroyed) return;
     if (c.closed) return;
     c.closed = true;
     if (c.handshakeTimer) clearTimeout(c.handshakeTimer);
@@ -574,13 +598,20 @@ export class QemuRelay {
     c.times.closed = Date.now();
     const session = this.#sessionOf(c);
     if (!session) return;
-    if (c.state !== 'rejected' && c.state !== 'failed') {
-      // A clean close in the middle of a packet is a truncated stream.
-      if (c.scanner && !c.scanner.error && !c.scanner.atBoundary && c.scanner.handshake) {
-        this.#destroy(c, new ChannelClosedError(`${label(c)}: closed in the middle of a packet after ${c.c2s} bytes`, { channel: c.id, peer: c.peer, connection: c.n }));
+    if (c === session.main && !session.mainReady) {
+      // The main channel never reached the destination: the channels held for it never will.
+      for (const h of session.held.splice(0)) {
+        this.#destroy(h, new ChannelClosedError(`${label(h)}: the main channel closed before it reached the destination`, { channel: h.id, peer: h.peer, connection: h.n }));
       }
-      if ((c.state as ChannelState) !== 'failed') c.state = 'closed';
-      if (c.kind !== null) session.emitter.emit('channel', { channel: c.id ?? -1, state: c.state, connection: c.n, peer: c.peer });
+    }
+    if (c.state !== 'rejected' && c.state !== 'failed') {
+      if (c.scanner && !c.scanner.error && !c.scanner.atBoundary && c.scanner.handshake) {
+        // A clean close in the middle of a packet is a truncated stream (#destroy says so).
+        this.#destroy(c, new ChannelClosedError(`${label(c)}: closed in the middle of a packet after ${c.c2s} bytes`, { channel: c.id, peer: c.peer, connection: c.n }));
+      } else {
+        c.state = 'closed';
+        if (c.kind !== null) session.emitter.emit('channel', { channel: c.id ?? -1, state: c.state, connection: c.n, peer: c.peer });
+      }
     }
     this.#maybeEnd(session);
   }
