@@ -88,7 +88,9 @@ describe('relay between two real QEMU 7.2 processes', { skip }, () => {
     await pair.src.qmp.execute('migrate', { uri });
     // QEMU 7.2's source has no return path: it may finish writing everything into socket
     // buffers and call it completed, or see the broken pipe. The destination is the judge.
-    await waitTerminal(pair.src.qmp, 'src', TIMEOUT, false).catch((e: Error) => assert.match(e.message, /failed/));
+    // Or it hangs: QEMU 7.2's source can block in its multifd sync on the refused channel, its
+    // monitor unanswered. The source's word is not awaited for long, nor judged.
+    await waitTerminal(pair.src.qmp, 'src', 5000, false).catch(() => undefined);
     // QEMU 7.2's destination may linger after the failure: stop it after a bounded wait.
     const dstStatus = await Promise.race([
       waitTerminal(pair.dst.qmp, 'dst', 3000, false).then(() => 'completed', (e: Error) => e.message),
@@ -99,7 +101,13 @@ describe('relay between two real QEMU 7.2 processes', { skip }, () => {
     // "multifd: received uuid '…' and expected uuid '<ours>' for channel 2"
     assert.match(pair.dst.proc.output, new RegExp(`received uuid '[0-9a-f-]+' and expected uuid '${pair.uuid}' for channel 2`), pair.dst.proc.output);
 
-    const s = await session;
+    // The session ends when the source's connections close too; a hung 7.2 source is stopped.
+    const s = await Promise.race([
+      session,
+      new Promise<RelaySessionSummary>((resolve) =>
+        setTimeout(() => void pair.src.proc.stop(1000).then(() => session.then(resolve)), 5000).unref(),
+      ),
+    ]);
     assert.equal(s.state, 'failed');
     assert.equal(s.snapshot.error?.code, 'MIGRATION_CHANNEL_UUID_MISMATCH');
     assert.equal(s.snapshot.error?.channel, 2);
