@@ -46,6 +46,33 @@ export const ChannelCountSchema = z
   .min(1, 'channels must be at least 1')
   .max(255, 'channels must be at most 255 (a channel id is one byte)');
 
+/** Multifd compression methods (QEMU's multifd-compression); flags 0x02 zlib, 0x04 zstd on the wire. */
+export const COMPRESSION_METHODS = ['none', 'zlib', 'zstd'] as const;
+export const CompressionSchema = z.enum(COMPRESSION_METHODS, { error: 'compression must be none, zlib or zstd' });
+export type Compression = z.infer<typeof CompressionSchema>;
+
+/**
+ * TLS on the main channel and every multifd channel, source side (QEMU's tls-creds): file
+ * paths on the host that runs the source. x509: the CA that signs the destination's
+ * certificate, an optional client certificate and key, and `hostname` to check instead of
+ * the destination's host (QEMU's tls-hostname). psk: a QEMU-style PSK file, `identity:hexkey`.
+ */
+export const TlsClientSchema = z.discriminatedUnion(
+  'mode',
+  [
+    z.object({
+      mode: z.literal('x509'),
+      ca: z.string({ error: 'TLS x509 needs a CA file' }).min(1, 'TLS x509 needs a CA file'),
+      cert: z.string().min(1).optional(),
+      key: z.string().min(1).optional(),
+      hostname: z.string().min(1).max(253).optional(),
+    }),
+    z.object({ mode: z.literal('psk'), psk: z.string({ error: 'TLS psk needs a PSK file' }).min(1, 'TLS psk needs a PSK file') }),
+  ],
+  { error: 'TLS mode must be x509 or psk' },
+);
+export type TlsClient = z.infer<typeof TlsClientSchema>;
+
 /**
  * A migration as a caller asks for it (source side). Messages are written for operators:
  * the console shows them next to their field.
@@ -74,6 +101,12 @@ export const MigrationConfigSchema = z.object({
    * migration ends, whatever the outcome.
    */
   autoConverge: z.boolean({ error: 'auto-converge must be true or false' }).default(false),
+  /** Multifd payload compression, announced in the hello; the destination may refuse it. */
+  compression: CompressionSchema.default('none'),
+  /** zlib 1-9, zstd 1-19 (QEMU's multifd-zlib-level / multifd-zstd-level); default 1. */
+  compressionLevel: z.number().int().min(1, 'compression level must be at least 1').max(19, 'compression level must be at most 19').default(1),
+  /** TLS on every channel; null: in clear. */
+  tls: TlsClientSchema.nullable().default(null),
 });
 export type MigrationConfig = z.infer<typeof MigrationConfigSchema>;
 export type MigrationConfigInput = z.input<typeof MigrationConfigSchema>;
@@ -88,7 +121,8 @@ export const GuestConfigSchema = z.object({
     .max(64 * 1024 * MIB, 'RAM size must be at most 64 GiB')
     .refine((n) => n % 4096 === 0, 'RAM size must be a multiple of 4 KiB')
     .default(256 * MIB),
-  fill: z.enum(['random', 'zero']).default('random'),
+  /** random: incompressible; text: every page text-like; mixed: half and half (runs of 16 pages). */
+  fill: z.enum(['random', 'zero', 'text', 'mixed'], { error: 'fill must be random, zero, text or mixed' }).default('random'),
   /** DESIGN 7.1 syntax: idle, random:RATE[:WS], random:max, hotset:SIZE[:RATE], sweep[:RATE]. */
   workload: z.string().default('idle'),
 });
@@ -118,7 +152,9 @@ export const HelloSchema = z.object({
   channels: z.number().int().min(1).max(255),
   pageSize: z.literal(4096),
   slots: z.number().int().min(1).max(1024),
-  compression: z.literal('none'),
+  compression: CompressionSchema,
+  /** zlib/zstd level the source compresses with (informational). */
+  compressionLevel: z.number().int().min(1).max(19).optional(),
   blocks: z.array(RamBlockInfoSchema).min(1).max(64),
   /** The guest's name, so it keeps it on its new host (absent from older sources). */
   name: z.string().min(1).max(255).optional(),
@@ -155,7 +191,13 @@ export const ChannelSnapshotSchema = z.object({
     accepted: z.number().nullable(),
     rejected: z.number().nullable(),
     closed: z.number().nullable(),
+    /** TLS handshake finished on this channel (absent or null: in clear, or not yet). */
+    secured: z.number().nullable().optional(),
   }),
+  /** What protects the channel, e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384 x509 client-cert"; null in clear. */
+  security: z.string().nullable().optional(),
+  /** Page payload bytes on the wire (compressed size); pages × 4096 without compression. */
+  payloadBytes: z.number().optional(),
   bytes: z.number(),
   pages: z.number(),
   zeroPages: z.number(),
@@ -176,6 +218,10 @@ export const MigrationSnapshotSchema = z.object({
   state: MigrationStateSchema,
   peer: z.string().nullable(),
   channelCount: z.number().int(),
+  /** Multifd compression of this migration (absent: none). */
+  compression: CompressionSchema.optional(),
+  /** TLS on its channels: 'x509', 'psk', or absent/null in clear. */
+  tls: z.enum(['x509', 'psk']).nullable().optional(),
   round: z.number().int(),
   ramSize: z.number(),
   /** bytes put on (or read from) the wire, headers included. */

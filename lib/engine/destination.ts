@@ -5,7 +5,7 @@
  */
 import net from 'node:net';
 import os from 'node:os';
-import { HelloSchema, type Hello, type MigrationEvent } from '../contracts';
+import { COMPRESSION_METHODS, HelloSchema, type Compression, type Hello, type MigrationEvent } from '../contracts';
 import {
   BusyError,
   ChannelCountMismatchError,
@@ -13,6 +13,7 @@ import {
   ChannelHandshakeTimeoutError,
   ChannelShortHandshakeError,
   ChannelStaleError,
+  CompressionRefusedError,
   ChannelUuidMismatchError,
   ConfigInvalidError,
   MainBadFrameError,
@@ -39,6 +40,7 @@ import {
   type Frame,
   type Handshake,
 } from '../protocol';
+import { compressionOps } from './compression';
 import { Connection } from './connection';
 import { MigrationEmitter, type EventListener } from './emitter';
 import { IncomingMigration, type IncomingResult } from './incoming';
@@ -57,6 +59,8 @@ export interface DestinationOptions {
   tickMs?: number;
   /** Refuse hellos whose RAM exceeds this (bytes). Default: 90% of this host's memory. */
   maxRamBytes?: number;
+  /** Compression methods a source may announce (`--compression-allow`); default all. */
+  compressionAllow?: Compression[];
 }
 
 /** Connections held per unknown UUID: N + 1, as DESIGN 3.5 says. */
@@ -97,7 +101,9 @@ export class Destination {
       noProgressTimeoutMs: opts.noProgressTimeoutMs ?? 10_000,
       tickMs: opts.tickMs ?? 250,
       maxRamBytes: opts.maxRamBytes ?? Math.floor(os.totalmem() * 0.9),
+      compressionAllow: [...new Set(opts.compressionAllow ?? COMPRESSION_METHODS)],
     };
+    if (this.opts.compressionAllow.length === 0) throw new ConfigInvalidError('compression-allow must name at least one method (none, zlib, zstd)');
     if (this.opts.channels !== null && !(Number.isInteger(this.opts.channels) && this.opts.channels >= 1 && this.opts.channels <= 255)) {
       throw new ConfigInvalidError(`channels must be 1..255, got ${this.opts.channels}`);
     }
@@ -129,6 +135,8 @@ export class Destination {
   }
 
   async listen(): Promise<{ host: string; port: number }> {
+    // zstd's wasm is instantiated now, so a hello that announces it never waits for it.
+    for (const m of this.opts.compressionAllow) await compressionOps(m).load();
     const server = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => this.onConnection(s));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
@@ -370,6 +378,13 @@ export class Destination {
         expected: String(PACKET_SLOTS),
         received: String(hello.slots),
       });
+    }
+    if (!this.opts.compressionAllow.includes(hello.compression)) {
+      const allowed = this.opts.compressionAllow.join(', ');
+      throw new CompressionRefusedError(
+        `main channel from ${where.peer}: the source compresses with ${hello.compression}, this destination allows ${allowed}`,
+        { ...where, field: 'compression', expected: allowed, received: hello.compression },
+      );
     }
     const names = new Set<string>();
     let total = 0;

@@ -25,6 +25,7 @@ import { Guest, PageHashes, Populator, formatDigest, type RamBlock } from '../gu
 import {
   FLAG_SYNC,
   FrameDecoder,
+  PACKET_SLOTS,
   FrameType,
   PAGE_SIZE,
   PacketReader,
@@ -35,6 +36,7 @@ import {
   type PacketHeader,
   type PacketSink,
 } from '../protocol';
+import { compressionOps } from './compression';
 import type { Connection } from './connection';
 import { MigrationEmitter } from './emitter';
 import { Deferred, Lifetime } from './lifetime';
@@ -86,13 +88,19 @@ class DestChannel implements PacketSink {
     readonly conn: Connection,
     private readonly m: IncomingMigration,
   ) {
-    this.reader = new PacketReader(this, {
-      blockSize: (name) => m.guest.block(name)?.size,
-      compression: 0,
-      channel: id,
-      peer: conn.peer,
-      connection: conn.number,
-    });
+    const method = compressionOps(m.hello.compression);
+    this.reader = new PacketReader(
+      this,
+      {
+        blockSize: (name) => m.guest.block(name)?.size,
+        compression: method.flag,
+        channel: id,
+        peer: conn.peer,
+        connection: conn.number,
+      },
+      PACKET_SLOTS,
+      method.decoder(),
+    );
   }
 
   header(h: PacketHeader): void {
@@ -156,6 +164,7 @@ class DestChannel implements PacketSink {
       peer: this.conn.peer,
       times: { ...this.times },
       bytes: this.reader.bytes,
+      payloadBytes: this.reader.payloadBytes,
       pages: this.reader.pages,
       zeroPages: this.reader.zeroPages,
       packets: this.reader.packets,
@@ -599,6 +608,7 @@ export class IncomingMigration {
       state: this.state,
       peer: this.main.peer,
       channelCount: this.channelCount,
+      compression: this.hello.compression,
       round: this.round,
       ramSize: this.guest.ramSize,
       transferred,

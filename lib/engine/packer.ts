@@ -7,7 +7,14 @@
  * pauses: only the final pass's pages are hashed during switchover.
  */
 import type { PageHashes, RamBlock } from '../guest';
-import { FLAG_SYNC, PAGE_SIZE, PACKET_SLOTS, encodePacketHeader } from '../protocol';
+import {
+  FLAG_SYNC,
+  PAGE_SIZE,
+  PACKET_OFFSET_FLAGS,
+  PACKET_OFFSET_NEXT_PACKET_SIZE,
+  PACKET_SLOTS,
+  encodePacketHeader,
+} from '../protocol';
 
 export interface OutPacket {
   header: Uint8Array;
@@ -122,8 +129,25 @@ export class RoundPacker {
   }
 }
 
-/** The page-less SYNC packet that ends a round on every channel (DESIGN 3.4). */
-export function syncPacket(packetNum: bigint, slots: number = PACKET_SLOTS): OutPacket {
-  const header = encodePacketHeader({ flags: FLAG_SYNC, normalPages: 0, zeroPages: 0, packetNum, ramblock: '', offsets: [] }, slots);
+/**
+ * The page-less SYNC packet that ends a round on every channel (DESIGN 3.4). With
+ * compression it carries the method's flag too: every packet of a compressed migration does.
+ */
+export function syncPacket(packetNum: bigint, slots: number = PACKET_SLOTS, compressionFlag = 0): OutPacket {
+  const header = encodePacketHeader(
+    { flags: FLAG_SYNC | compressionFlag, normalPages: 0, zeroPages: 0, packetNum, ramblock: '', offsets: [], nextPacketSize: 0 },
+    slots,
+  );
   return { header, payload: [], normalPages: 0, zeroPages: 0, bytes: header.length };
+}
+
+/**
+ * The packet with its pages replaced by `frame`, their compressed form: the method's flag
+ * set and next_packet_size the frame's length (the header is the packer's own, patched).
+ */
+export function compressedPacket(p: OutPacket, flag: number, frame: Uint8Array): OutPacket {
+  const dv = new DataView(p.header.buffer, p.header.byteOffset, p.header.byteLength);
+  dv.setUint32(PACKET_OFFSET_FLAGS, dv.getUint32(PACKET_OFFSET_FLAGS) | flag);
+  dv.setUint32(PACKET_OFFSET_NEXT_PACKET_SIZE, frame.length);
+  return { ...p, payload: frame.length > 0 ? [frame] : [], bytes: p.header.length + frame.length };
 }

@@ -7,6 +7,7 @@ import type { ChannelSnapshot, ChannelState } from '../contracts';
 import { ChannelClosedError, ConnectFailedError, MigrationError, type SerializedError } from '../errors';
 import { uuidToBytes } from '../protocol';
 import { faultyHandshake, type Fault } from './faults';
+import type { Compressor } from './compression';
 import type { OutPacket } from './packer';
 import type { RateLimiter } from './ratelimit';
 import { RateMeter, emptyTimes, type ChannelTimes } from './stats';
@@ -23,6 +24,10 @@ export class SourceChannel {
   readonly times: ChannelTimes = emptyTimes();
   /** bytes queued to the socket (headers + payload) */
   bytes = 0;
+  /** page payload bytes queued (compressed size when compressing) */
+  payloadBytes = 0;
+  /** This channel's compressor; null without compression. */
+  compressor: Compressor | null = null;
   pages = 0;
   zeroPages = 0;
   packets = 0;
@@ -106,6 +111,7 @@ export class SourceChannel {
     for (const v of p.payload) s.write(v);
     s.uncork();
     this.bytes += p.bytes;
+    this.payloadBytes += p.bytes - p.header.length;
     this.pages += p.normalPages;
     this.zeroPages += p.zeroPages;
     this.packets++;
@@ -168,7 +174,9 @@ export class SourceChannel {
     s.cork();
     for (const v of chunks) s.write(v);
     s.uncork();
-    this.bytes += chunks.reduce((n, v) => n + v.length, 0);
+    const written = chunks.reduce((n, v) => n + v.length, 0);
+    this.bytes += written;
+    this.payloadBytes += written - chunks[0].length;
     this.pages += p.normalPages;
     this.zeroPages += p.zeroPages;
     this.packets++;
@@ -252,6 +260,7 @@ export class SourceChannel {
       peer: this.peer,
       times: { ...this.times },
       bytes: this.bytes,
+      payloadBytes: this.payloadBytes,
       pages: this.pages,
       zeroPages: this.zeroPages,
       packets: this.packets,

@@ -24,6 +24,7 @@ import {
 import {
   CancelledError,
   ChannelIdDuplicateError,
+  ConfigInvalidError,
   ChannelSetupTimeoutError,
   ChannelStalledError,
   DigestMismatchError,
@@ -50,7 +51,8 @@ import {
 import { MigrationEmitter } from './emitter';
 import type { Fault } from './faults';
 import { Deferred, Lifetime } from './lifetime';
-import { RoundPacker, syncPacket, type PageSet } from './packer';
+import { RoundPacker, compressedPacket, syncPacket, type PageSet } from './packer';
+import { compressionOps, type CompressionOps } from './compression';
 import { RateLimiter } from './ratelimit';
 import { SourceChannel, connect } from './source-channel';
 import { RateMeter } from './stats';
@@ -135,6 +137,7 @@ export class SourceMigration {
   private outcomeSent = false;
   /** The guest's pause in flight, so a failure meanwhile can wait for it and resume. */
   private pausing: Promise<Uint8Array> | null = null;
+  private readonly compression: CompressionOps;
 
   // figures
   private round = 0;
@@ -170,6 +173,7 @@ export class SourceMigration {
     this.events = new MigrationEmitter('source', this.id, guest.uuid);
     this.tickMs = opts.tickMs ?? DEFAULT_TICK_MS;
     this.limiter = this.config.maxBandwidth > 0 ? new RateLimiter(this.config.maxBandwidth, this.life) : null;
+    this.compression = compressionOps(this.config.compression);
     const faults = new Map((opts.faults ?? []).map((f) => [f.channel, f]));
     const hooks = {
       // After the outcome nothing more is said: a connect or write finishing late is not news.
@@ -227,6 +231,7 @@ export class SourceMigration {
     const { host, port } = splitHostPort(cfg.destination);
     const setupTimer = this.life.timeout(cfg.setupTimeoutMs, () => this.onSetupTimeout());
     this.hashes = await PageHashes.create(this.guest.blocks);
+    await this.prepareCompression();
     if (this.guest.state === 'created') await this.guest.start();
 
     // Main channel first; channels follow once the destination has taken the hello, so a
@@ -243,7 +248,8 @@ export class SourceMigration {
       channels: cfg.channels,
       pageSize: PAGE_SIZE,
       slots: PACKET_SLOTS,
-      compression: 'none',
+      compression: cfg.compression,
+      ...(cfg.compression !== 'none' ? { compressionLevel: cfg.compressionLevel } : {}),
       blocks: this.guest.blocks.map((b) => ({ name: b.name, size: b.size })),
       name: this.guest.name,
     };
@@ -345,6 +351,23 @@ export class SourceMigration {
     await this.finish('completed', null);
   }
 
+  /** Loads the method (zstd's wasm) and gives each channel its compressor; checks the level. */
+  private async prepareCompression(): Promise<void> {
+    const ops = this.compression;
+    if (ops.flag === 0) return;
+    const { min, max } = ops.levels;
+    const level = this.config.compressionLevel;
+    if (level < min || level > max) {
+      throw new ConfigInvalidError(`${ops.name} compression level must be ${min}..${max}, got ${level}`, {
+        field: 'compressionLevel',
+        expected: `${min}..${max}`,
+        received: String(level),
+      });
+    }
+    await ops.load();
+    for (const ch of this.channels) ch.compressor = ops.compressor(level);
+  }
+
   /**
    * Round 1 sends every page (and forgets earlier dirt); later rounds take the dirty bitmap.
    * Round 1's "every page" is a full bitmap rather than the packer's 'all', so that it too
@@ -378,7 +401,7 @@ export class SourceMigration {
     for (const ch of this.channels) ch.setState('streaming');
     await this.life.until(Promise.all(this.channels.map((ch) => this.pump(ch, work))));
     for (const ch of this.channels) {
-      const p = syncPacket(this.packetNum++);
+      const p = syncPacket(this.packetNum++, PACKET_SLOTS, this.compression.flag);
       ch.write(p);
       ch.syncs++;
       this.transferred += p.bytes;
@@ -471,9 +494,15 @@ export class SourceMigration {
     for (;;) {
       if (this.life.isEnded) return;
       this.skipRedirtied(work);
-      const p = packer.next(this.packetNum);
+      let p = packer.next(this.packetNum);
       if (!p) return;
       this.packetNum++;
+      // Compressing is work, not a stall; the cap below then counts the bytes the wire carries.
+      if (ch.compressor) {
+        const frame = p.normalPages > 0 ? await ch.compressor.compress(p.payload, p.normalPages * PAGE_SIZE) : new Uint8Array(0);
+        if (this.life.isEnded) return;
+        p = compressedPacket(p, this.compression.flag, frame);
+      }
       // Waiting for the migration's bandwidth cap is nobody's stall; after it, this channel owes.
       if (this.limiter && work.precopy) await this.limiter.take(p.bytes);
       ch.holding = true;
@@ -687,6 +716,7 @@ export class SourceMigration {
       state: this.state,
       peer: this.config.destination,
       channelCount: this.channels.length,
+      compression: this.config.compression,
       round: this.round,
       ramSize: this.guest.ramSize,
       transferred: this.transferred,

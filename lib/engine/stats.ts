@@ -38,6 +38,8 @@ export interface ChannelTimes {
   accepted: number | null;
   rejected: number | null;
   closed: number | null;
+  /** TLS handshake done (null: in clear, or not yet). */
+  secured: number | null;
 }
 
 export const emptyTimes = (): ChannelTimes => ({
@@ -47,4 +49,5 @@ export const emptyTimes = (): ChannelTimes => ({
   accepted: null,
   rejected: null,
   closed: null,
+  secured: null,
 });

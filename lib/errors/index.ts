@@ -24,6 +24,19 @@ export const ERROR_CODES = [
   'MIGRATION_PACKET_OFFSET_OUT_OF_RANGE',
   'MIGRATION_PACKET_UNKNOWN_RAMBLOCK',
   'MIGRATION_PACKET_SHORT_PAYLOAD',
+  'MIGRATION_PACKET_BAD_COMPRESSION',
+  // channel security (TLS on the main channel and every multifd channel)
+  'MIGRATION_TLS_REQUIRED',
+  'MIGRATION_TLS_NOT_CONFIGURED',
+  'MIGRATION_TLS_PSK_MISMATCH',
+  'MIGRATION_TLS_HOSTNAME_MISMATCH',
+  'MIGRATION_TLS_CERT_UNTRUSTED',
+  'MIGRATION_TLS_CLIENT_CERT_REQUIRED',
+  'MIGRATION_TLS_CLIENT_CERT_UNTRUSTED',
+  'MIGRATION_TLS_HANDSHAKE_FAILED',
+  'MIGRATION_TLS_CREDENTIALS_INVALID',
+  // compression negotiation
+  'MIGRATION_COMPRESSION_REFUSED',
   // the migration as a whole
   'MIGRATION_MAIN_BAD_FRAME',
   'MIGRATION_MAIN_CLOSED',
@@ -157,6 +170,17 @@ export class PacketBadHeaderError extends define('MIGRATION_PACKET_BAD_HEADER', 
 export class PacketOffsetOutOfRangeError extends define('MIGRATION_PACKET_OFFSET_OUT_OF_RANGE', 'page offset outside the ramblock') {}
 export class PacketUnknownRamblockError extends define('MIGRATION_PACKET_UNKNOWN_RAMBLOCK', 'unknown ramblock') {}
 export class PacketShortPayloadError extends define('MIGRATION_PACKET_SHORT_PAYLOAD', 'stream ended inside a packet') {}
+export class PacketBadCompressionError extends define('MIGRATION_PACKET_BAD_COMPRESSION', 'compressed payload does not decode to its pages') {}
+export class TlsRequiredError extends define('MIGRATION_TLS_REQUIRED', 'the destination requires TLS, the channel arrived in clear') {}
+export class TlsNotConfiguredError extends define('MIGRATION_TLS_NOT_CONFIGURED', 'the channel opened TLS, the destination has no TLS credentials') {}
+export class TlsPskMismatchError extends define('MIGRATION_TLS_PSK_MISMATCH', 'pre-shared key identity or key does not match') {}
+export class TlsHostnameMismatchError extends define('MIGRATION_TLS_HOSTNAME_MISMATCH', "the destination's certificate does not name the expected host") {}
+export class TlsCertUntrustedError extends define('MIGRATION_TLS_CERT_UNTRUSTED', "the destination's certificate is not signed by a trusted CA") {}
+export class TlsClientCertRequiredError extends define('MIGRATION_TLS_CLIENT_CERT_REQUIRED', 'the destination requires a client certificate, none was given') {}
+export class TlsClientCertUntrustedError extends define('MIGRATION_TLS_CLIENT_CERT_UNTRUSTED', "the source's client certificate is not trusted by the destination") {}
+export class TlsHandshakeFailedError extends define('MIGRATION_TLS_HANDSHAKE_FAILED', 'TLS handshake failed') {}
+export class TlsCredentialsInvalidError extends define('MIGRATION_TLS_CREDENTIALS_INVALID', 'TLS credentials could not be loaded') {}
+export class CompressionRefusedError extends define('MIGRATION_COMPRESSION_REFUSED', 'compression method not allowed by the destination') {}
 export class MainBadFrameError extends define('MIGRATION_MAIN_BAD_FRAME', 'bad main channel frame') {}
 export class MainClosedError extends define('MIGRATION_MAIN_CLOSED', 'main channel closed') {}
 export class ChannelCountMismatchError extends define('MIGRATION_CHANNEL_COUNT_MISMATCH', 'channel count mismatch') {}

@@ -71,3 +71,46 @@ function runFillWorker(pieces: Piece[]): Promise<void> {
     });
   });
 }
+
+/** 1 MiB of pseudo-text: words, numbers and punctuation from a fixed seed. */
+let corpus: Uint8Array | null = null;
+function textCorpus(): Uint8Array {
+  if (corpus) return corpus;
+  const words = (
+    'the of and to in is that for it as was with be by on not he this are or his from at which but have an they you were ' +
+    'memory page guest channel migration kernel process file system user network socket buffer device driver module ' +
+    'error warning info debug return value function struct const static void int char unsigned long size_t NULL'
+  ).split(' ');
+  const out = new Uint8Array(1 << 20);
+  const enc = new TextEncoder();
+  let seed = 0x9e3779b9;
+  const rand = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0);
+  let at = 0;
+  while (at < out.length) {
+    const r = rand();
+    const w = r % 17 === 0 ? String(r % 100000) : words[r % words.length];
+    const sep = r % 23 === 0 ? '.\n' : r % 7 === 0 ? ', ' : ' ';
+    at += enc.encodeInto(w + sep, out.subarray(at)).written;
+  }
+  return (corpus = out);
+}
+
+/**
+ * Text pages, the compressible end of what guests hold (page cache, logs, source): each a
+ * 4 KiB slice of a pseudo-text corpus at a page-dependent offset, stamped with its page
+ * number so no two pages are equal. `which(page)` picks the pages to overwrite (all: 'text'
+ * fill; alternate runs of 16 pages over random RAM: 'mixed').
+ */
+export function fillText(blocks: readonly RamBlock[], which: (page: number) => boolean = () => true): void {
+  const text = textCorpus();
+  const span = text.length - 4096;
+  for (const b of blocks) {
+    const view = new DataView(b.bytes.buffer, b.bytes.byteOffset, b.bytes.byteLength);
+    for (let p = 0; p < b.pages; p++) {
+      if (!which(p)) continue;
+      const from = (Math.imul(p + 1, 2654435761) >>> 0) % span;
+      b.bytes.set(text.subarray(from, from + 4096), p * 4096);
+      view.setUint32(p * 4096, p);
+    }
+  }
+}

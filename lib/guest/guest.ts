@@ -21,7 +21,10 @@ import { ConfigInvalidError, InternalError } from '../errors/index';
 import { PAGE_SIZE } from '../protocol/constants';
 import { CONTROL, ControlBlock } from './control';
 import { decodeDeviceState, encodeDeviceState, type RngState } from './device';
-import { fillRandom } from './fill';
+import { fillRandom, fillText } from './fill';
+
+export const GUEST_FILLS = ['random', 'zero', 'text', 'mixed'] as const;
+export type GuestFill = (typeof GUEST_FILLS)[number];
 import { allocateBlocks, type RamBlock, type RamBlockSpec } from './ram';
 import { MiB } from './units';
 import { formatWorkload, IDLE, validateWorkload, type Workload } from './workload';
@@ -34,8 +37,11 @@ export interface GuestOptions {
   blocks?: RamBlockSpec[];
   /** One block named 'pc.ram' of this size when `blocks` is not given (default 64 MiB). */
   ramSize?: number;
-  /** Initial RAM contents; default 'random'. */
-  fill?: 'random' | 'zero';
+  /**
+   * Initial RAM contents; default 'random' (incompressible). 'text': every page text-like
+   * (compresses several times over); 'mixed': alternate runs of 16 random and 16 text pages.
+   */
+  fill?: GuestFill;
   /** Default idle. */
   workload?: Workload;
   /** Seeds the workload's RNG (which pages it picks, what it writes); default random. */
@@ -105,9 +111,9 @@ export class Guest {
     const name = checkName(opts.name);
     const specs = layout(opts);
     const fill = opts.fill ?? 'random';
-    if (fill !== 'random' && fill !== 'zero') {
-      throw new ConfigInvalidError(`guest fill must be 'random' or 'zero', received '${String(fill)}'`, {
-        expected: "'random' or 'zero'",
+    if (!GUEST_FILLS.includes(fill)) {
+      throw new ConfigInvalidError(`guest fill must be one of ${GUEST_FILLS.join(', ')}, received '${String(fill)}'`, {
+        expected: GUEST_FILLS.join(', '),
         received: String(fill),
       });
     }
@@ -115,7 +121,9 @@ export class Guest {
     const workload = validateWorkload(opts.workload ?? IDLE, ramSize);
     const rng = opts.seed === undefined ? randomRng() : seedRng(opts.seed);
     const blocks = allocateBlocks(specs);
-    if (fill === 'random') await fillRandom(blocks);
+    if (fill === 'random' || fill === 'mixed') await fillRandom(blocks);
+    if (fill === 'text') fillText(blocks);
+    if (fill === 'mixed') fillText(blocks, (p) => ((p >> 4) & 1) === 1);
     return new Guest(uuid, name, blocks, workload, rng);
   }
 

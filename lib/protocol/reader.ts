@@ -16,7 +16,7 @@
  */
 import { InternalError, PacketShortPayloadError, channelPrefix } from '../errors';
 import { FLAG_COMPRESSION_MASK, PACKET_SLOTS, PAGE_SIZE, maxCompressedPayload, packetHeaderSize } from './constants';
-import { badHeader, checkPacket, compressionName, decodePacketHeader, whereFrom, type PacketContext, type PacketHeader } from './packet';
+import { badHeader, checkPacket, compressionName, decodePacketHeader, whereFrom, type PacketContext, type PacketErrorContext, type PacketHeader } from './packet';
 
 export interface PacketSink {
   /**
@@ -50,7 +50,7 @@ export interface PayloadDecoder {
    * page (or run) into region(offset, length) (= the sink's region). Throws typed errors on
    * corrupt input. `payload` is the reader's buffer, reused after return.
    */
-  decode(h: PacketHeader, payload: Uint8Array, region: (offset: number, length: number) => Uint8Array): void;
+  decode(h: PacketHeader, payload: Uint8Array, region: (offset: number, length: number) => Uint8Array, where: PacketErrorContext): void;
 }
 
 const HEADER = 0;
@@ -94,6 +94,7 @@ export class PacketReader {
   #bytes = 0;
   #pages = 0;
   #zeroPages = 0;
+  #payloadBytes = 0;
 
   constructor(sink: PacketSink, ctx: PacketContext, slots: number = PACKET_SLOTS, decoder: PayloadDecoder | null = null) {
     if (decoder && decoder.flag !== ctx.compression) {
@@ -119,6 +120,8 @@ export class PacketReader {
   get bytes(): number { return this.#bytes; }
   /** Normal pages received in whole packets. */
   get pages(): number { return this.#pages; }
+  /** Page payload bytes as they came off the wire (compressed size when compressed), whole runs and packets. */
+  get payloadBytes(): number { return this.#payloadBytes; }
   /** Zero pages listed in whole packets. */
   get zeroPages(): number { return this.#zeroPages; }
   /** Between packets (EOF here is a clean end). */
@@ -204,10 +207,12 @@ export class PacketReader {
     this.#filled = 0;
     if (this.#state === PAGES) {
       this.#runBase += this.#runLength[this.#run];
+      this.#payloadBytes += this.#runLength[this.#run];
       if (++this.#run < this.#runCount) this.#openRun();
       else this.#packetDone();
     } else if (this.#state === COMPRESSED) {
-      this.#decoder!.decode(this.#h, this.#payload!.subarray(0, this.#h.nextPacketSize), this.#regionOf);
+      this.#payloadBytes += this.#h.nextPacketSize;
+      this.#decoder!.decode(this.#h, this.#payload!.subarray(0, this.#h.nextPacketSize), this.#regionOf, whereFrom(this.#ctx));
       this.#packetDone();
     } else {
       this.#headerDone();
@@ -224,7 +229,7 @@ export class PacketReader {
         throw badHeader(this.#ctx, 'flags', 'a compression method this build can decode', `compression ${compressionName(h.flags & FLAG_COMPRESSION_MASK)}`);
       }
       if (h.nextPacketSize === 0) {
-        this.#decoder.decode(h, new Uint8Array(0), this.#regionOf);
+        this.#decoder.decode(h, new Uint8Array(0), this.#regionOf, whereFrom(this.#ctx));
         this.#packetDone();
         return;
       }

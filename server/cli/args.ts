@@ -2,6 +2,7 @@
  * Small helpers shared by the CLI commands: typed option parsing with usage errors
  * (exit 2) and the event sink (ndjson on stdout, or human output on stderr).
  */
+import { COMPRESSION_METHODS, type Compression } from '../../lib/contracts';
 import { ConfigInvalidError } from '../../lib/errors';
 
 export const EXIT_OK = 0;
@@ -32,6 +33,14 @@ export function parsed<T>(name: string, v: string | undefined, parse: (s: string
     // Parsers that already name the flag ("--inject ch9:uuid: ...") are not prefixed twice.
     throw new UsageError(msg.startsWith(`--${name}`) ? msg : `--${name}: ${msg}`);
   }
+}
+
+/** A comma-separated list of compression methods (`--compression-allow zlib,zstd`). */
+export function compressionList(name: string, v: string | undefined): Compression[] | undefined {
+  if (v === undefined) return undefined;
+  const items = v.split(',').map((x) => x.trim()).filter((x) => x !== '');
+  if (items.length === 0) throw new UsageError(`--${name} must list at least one of ${COMPRESSION_METHODS.join(', ')}`);
+  return items.map((x) => oneOf(name, x, COMPRESSION_METHODS)!);
 }
 
 export function oneOf<T extends string>(name: string, v: string | undefined, values: readonly T[]): T | undefined {

@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { Destination, splitHostPort, joinHostPort } from '../../lib/engine';
 import type { Guest } from '../../lib/guest';
 import { formatBytes } from '../../lib/guest';
-import { EXIT_FAILED, EXIT_OK, UsageError, int, ms, oneOf, parsed } from './args';
+import { EXIT_FAILED, EXIT_OK, UsageError, compressionList, int, ms, oneOf, parsed } from './args';
 import { makeOutput, reportProcess } from './output';
 import { serving } from './serve';
 import { uuidToBytes } from '../../lib/protocol';
@@ -20,6 +20,8 @@ export const DEST_USAGE = `usage: multifd dest --listen HOST:PORT [options]
   --timeout-ms MS             handshake and channel-setup timeout (default 10000)
   --handshake-timeout-ms MS   first bytes of each connection (default: --timeout-ms)
   --no-progress-timeout-ms MS a channel holding up a sync round fails the migration (default 10000)
+  --compression-allow LIST    compression methods a source may use, comma-separated
+                              (default none,zlib,zstd); another is refused by name
   --once                      exit after the first migration: 0 when verified, 1 otherwise
   --events ndjson             one JSON event per line on stdout (first line: {"type":"listening"})
 `;
@@ -38,6 +40,7 @@ export async function destCommand(argv: string[]): Promise<number> {
       'no-progress-timeout-ms': { type: 'string' },
       'tick-ms': { type: 'string' },
       once: { type: 'boolean' },
+      'compression-allow': { type: 'string' },
       events: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -61,6 +64,7 @@ export async function destCommand(argv: string[]): Promise<number> {
     handshakeTimeoutMs: ms('handshake-timeout-ms', values['handshake-timeout-ms']) ?? timeout,
     noProgressTimeoutMs: ms('no-progress-timeout-ms', values['no-progress-timeout-ms']),
     tickMs: int('tick-ms', values['tick-ms'], 10, 10_000),
+    compressionAllow: compressionList('compression-allow', values['compression-allow']),
   });
   dest.onEvent((e) => out.event(e));
   const arrived: Guest[] = [];

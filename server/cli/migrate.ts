@@ -4,7 +4,7 @@
  * 2 on bad usage.
  */
 import { parseArgs } from 'node:util';
-import { GuestConfigSchema, MigrationConfigSchema, formatIssues } from '../../lib/contracts';
+import { COMPRESSION_METHODS, GuestConfigSchema, MigrationConfigSchema, formatIssues } from '../../lib/contracts';
 import { SourceMigration, parseFault, splitHostPort, type Fault } from '../../lib/engine';
 import { Guest, parseBytesPerSecond, parseSize, parseWorkload } from '../../lib/guest';
 import { EXIT_FAILED, EXIT_OK, UsageError, int, ms, oneOf, parsed } from './args';
@@ -16,7 +16,8 @@ export const MIGRATE_USAGE = `usage: multifd migrate --to HOST:PORT [options]
   --channels N                multifd channels, 1..255 (default 4)
   --uuid UUID                 guest UUID (default: a random v4 UUID)
   --ram-size SIZE             guest RAM, e.g. 256MiB, 1GiB, 2G (default 256MiB)
-  --fill random|zero          initial RAM contents (default random)
+  --fill random|zero|text|mixed  initial RAM contents (default random: incompressible; text
+                              compresses; mixed: runs of 16 random and 16 text pages)
   --workload W                idle | random:RATE[:WS] | random:max | hotset:SIZE[:RATE] | sweep[:RATE]
                               (bare rate = MiB/s; default idle)
   --max-bandwidth RATE        cap, bytes/s or e.g. 512MiB/s (default uncapped)
@@ -28,6 +29,8 @@ export const MIGRATE_USAGE = `usage: multifd migrate --to HOST:PORT [options]
   --connect-timeout-ms MS     per connection (default 10000)
   --no-progress-timeout-ms MS a channel that stops moving fails the migration (default 10000)
   --verify-timeout-ms MS      wait for the destination's verdict (default 60000)
+  --compression none|zlib|zstd  compress page payloads, announced in the hello (default none)
+  --compression-level N       zlib 1-9, zstd 1-19 (default 1)
   --inject chK:KIND[:ARG]     inject a fault on channel K (repeatable): uuid, dup, id-N, id-big,
                               magic, version, truncate[:BYTES], stall, drop:BYTES, slow:RATE,
                               bad-header:normal_pages|offset|ramblock|short-payload
@@ -56,6 +59,8 @@ export async function migrateCommand(argv: string[]): Promise<number> {
       'verify-timeout-ms': { type: 'string' },
       'tick-ms': { type: 'string' },
       inject: { type: 'string', multiple: true },
+      compression: { type: 'string' },
+      'compression-level': { type: 'string' },
       events: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -79,13 +84,15 @@ export async function migrateCommand(argv: string[]): Promise<number> {
     connectTimeoutMs: ms('connect-timeout-ms', values['connect-timeout-ms']),
     noProgressTimeoutMs: ms('no-progress-timeout-ms', values['no-progress-timeout-ms']),
     verifyTimeoutMs: ms('verify-timeout-ms', values['verify-timeout-ms']),
+    compression: oneOf('compression', values.compression, COMPRESSION_METHODS),
+    compressionLevel: int('compression-level', values['compression-level'], 1, 19),
   };
   const cfg = MigrationConfigSchema.safeParse(cfgIn);
   if (!cfg.success) throw new UsageError(formatIssues(cfg.error));
   const guestCfg = GuestConfigSchema.safeParse({
     uuid: values.uuid,
     ramSize: parsed('ram-size', values['ram-size'], parseSize),
-    fill: oneOf('fill', values.fill, ['random', 'zero'] as const),
+    fill: oneOf('fill', values.fill, ['random', 'zero', 'text', 'mixed'] as const),
     workload,
   });
   if (!guestCfg.success) throw new UsageError(formatIssues(guestCfg.error));
