@@ -138,6 +138,8 @@ export class Evacuations {
           channels: r.req.channels,
           maxBandwidth: r.req.maxBandwidth,
           downtimeLimitMs: r.req.downtimeLimitMs,
+          compression: r.req.compression,
+          compressionLevel: r.req.compressionLevel,
           roundLimit: 30,
           setupTimeoutMs: 10_000,
           inject: [],

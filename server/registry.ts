@@ -129,6 +129,8 @@ export class LocalRegistry implements MigrationRegistry {
       downtimeLimitMs: req.downtimeLimitMs,
       roundLimit: req.roundLimit,
       setupTimeoutMs: req.setupTimeoutMs,
+      compression: req.compression,
+      compressionLevel: req.compressionLevel,
     });
     let hosted: Hosted;
     if (req.guest) {

@@ -18,7 +18,9 @@ interface Values {
   destination: string;
   channels: string;
   ramSize: string;
-  fill: 'random' | 'zero';
+  fill: 'random' | 'zero' | 'text' | 'mixed';
+  compression: 'none' | 'zlib' | 'zstd';
+  compressionLevel: string;
   workload: string;
   maxBandwidth: string;
   downtimeLimitMs: string;
@@ -30,6 +32,8 @@ const DEFAULTS: Values = {
   channels: '4',
   ramSize: '256',
   fill: 'random',
+  compression: 'none',
+  compressionLevel: '1',
   workload: 'idle',
   maxBandwidth: '0',
   downtimeLimitMs: '300',
@@ -43,6 +47,8 @@ function toInput(v: Values, faults: readonly FaultRow[]): StartMigrationInput {
     channels: num(v.channels),
     ramSize: num(v.ramSize) * MiB,
     fill: v.fill,
+    compression: v.compression,
+    compressionLevel: num(v.compressionLevel),
     workload: v.workload.trim(),
     // A rate has no page alignment to keep: whole bytes per second are close enough.
     maxBandwidth: Math.round(num(v.maxBandwidth) * MiB),
@@ -52,7 +58,7 @@ function toInput(v: Values, faults: readonly FaultRow[]): StartMigrationInput {
   };
 }
 
-const FIELDS = ['destination', 'channels', 'ramSize', 'fill', 'workload', 'maxBandwidth', 'downtimeLimitMs', 'setupTimeoutMs', 'inject'] as const;
+const FIELDS = ['destination', 'channels', 'ramSize', 'fill', 'compression', 'compressionLevel', 'workload', 'maxBandwidth', 'downtimeLimitMs', 'setupTimeoutMs', 'inject'] as const;
 
 export function NewMigrationForm() {
   const form = useMigrationForm({ prefix: '', defaults: DEFAULTS, fields: FIELDS, schema: StartMigrationSchema, toInput, start: api.startMigration });
@@ -71,9 +77,21 @@ export function NewMigrationForm() {
       </Field>
       <Field {...field('fill')} label="Fill" hint="initial RAM contents">
         <select {...input('fill')}>
-          <option value="random">random</option>
+          <option value="random">random (incompressible)</option>
           <option value="zero">zero</option>
+          <option value="text">text (compressible)</option>
+          <option value="mixed">mixed (half text)</option>
         </select>
+      </Field>
+      <Field {...field('compression')} label="Compression" hint="page payloads, per packet; the destination may refuse a method">
+        <select {...input('compression')}>
+          <option value="none">none</option>
+          <option value="zlib">zlib</option>
+          <option value="zstd">zstd</option>
+        </select>
+      </Field>
+      <Field {...field('compressionLevel')} label="Compression level" hint="zlib 1–9, zstd 1–19; 1 is fastest">
+        <input {...input('compressionLevel')} type="number" inputMode="numeric" min={1} max={19} step={1} />
       </Field>
       <Field
         {...field('workload')}

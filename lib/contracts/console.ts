@@ -6,6 +6,8 @@ import { z } from 'zod';
 import {
   ChannelCountSchema,
   ChannelStateSchema,
+  CompressionSchema,
+  GuestConfigSchema,
   ErrorCodeSchema,
   QemuFiguresSchema,
   MigrationSnapshotSchema,
@@ -65,13 +67,21 @@ export const RamSizeSchema = z
  * A migration as an operator (form or REST) asks for it. Fields left out take the defaults,
  * so `{}` or `{"channels": 4}` starts a migration of a new guest to the embedded destination.
  */
-export const StartMigrationSchema = z.object({
+const StartMigrationFields = z.object({
   destination: z.union([z.literal('embedded'), HostPortSchema]).default('embedded'),
   channels: ChannelCountSchema.default(4),
   /** An existing guest on this host (its uuid); without it a new guest is created. */
   guest: z.uuid({ error: 'guest must be the uuid of a guest on this host' }).optional(),
   ramSize: RamSizeSchema.default(256 * MiB),
-  fill: z.enum(['random', 'zero']).default('random'),
+  fill: GuestConfigSchema.shape.fill,
+  /** Multifd compression (the destination may refuse it by name), and its level. */
+  compression: CompressionSchema.default('none'),
+  compressionLevel: z
+    .number({ error: 'compression level must be a whole number' })
+    .int('compression level must be a whole number')
+    .min(1, 'compression level must be at least 1')
+    .max(19, 'compression level must be at most 19 (zlib: 9)')
+    .default(1),
   /** DESIGN 7.1 syntax (idle, random:RATE[:WS], hotset:SIZE[:RATE], sweep[:RATE]); the server parses it. */
   workload: z.string().trim().min(1, 'workload is required').max(64).default('idle'),
   maxBandwidth: z.number({ error: 'max bandwidth must be bytes/s' }).int().min(0, 'max bandwidth must be 0 (uncapped) or more').default(0),
@@ -99,6 +109,16 @@ export const StartMigrationSchema = z.object({
     .max(255, 'at most 255 faults (one per channel)')
     .default([]),
 });
+
+/** zlib stops at 9; zstd goes on to 19 (QEMU's multifd-zlib-level / multifd-zstd-level). */
+function checkLevel(v: { compression: string; compressionLevel: number }, ctx: z.RefinementCtx): void {
+  if (v.compression === 'zlib' && v.compressionLevel > 9) {
+    ctx.addIssue({ code: 'custom', path: ['compressionLevel'], message: 'zlib compression level must be 1 to 9' });
+  }
+}
+
+export const StartMigrationSchema = StartMigrationFields.superRefine(checkLevel);
+
 export type StartMigration = z.infer<typeof StartMigrationSchema>;
 export type StartMigrationInput = z.input<typeof StartMigrationSchema>;
 
@@ -275,8 +295,10 @@ export const AgentViewSchema = z.object({
 export type AgentView = z.infer<typeof AgentViewSchema>;
 
 /** POST /api/fleet/migrations: a guest of one agent to another, with the usual limits. */
-export const StartFleetMigrationSchema = StartMigrationSchema.pick({
+export const StartFleetMigrationSchema = StartMigrationFields.pick({
   channels: true,
+  compression: true,
+  compressionLevel: true,
   maxBandwidth: true,
   downtimeLimitMs: true,
   roundLimit: true,
@@ -288,7 +310,8 @@ export const StartFleetMigrationSchema = StartMigrationSchema.pick({
     guest: z.uuid({ error: 'guest must be the uuid of a guest on the source agent' }),
     destinationAgent: AgentNameSchema,
   })
-  .refine((r) => r.sourceAgent !== r.destinationAgent, { message: 'the destination agent must be another agent than the source', path: ['destinationAgent'] });
+  .refine((r) => r.sourceAgent !== r.destinationAgent, { message: 'the destination agent must be another agent than the source', path: ['destinationAgent'] })
+  .superRefine(checkLevel);
 export type StartFleetMigration = z.infer<typeof StartFleetMigrationSchema>;
 export type StartFleetMigrationInput = z.input<typeof StartFleetMigrationSchema>;
 
@@ -303,7 +326,9 @@ export const EvacuateSchema = z.object({
   channels: ChannelCountSchema.default(4),
   maxBandwidth: z.number().int().min(0).default(0),
   downtimeLimitMs: z.number().int().min(1).max(600_000).default(300),
-});
+  compression: CompressionSchema.default('none'),
+  compressionLevel: z.number().int().min(1).max(19).default(1),
+}).superRefine(checkLevel);
 export type Evacuate = z.infer<typeof EvacuateSchema>;
 export type EvacuateInput = z.input<typeof EvacuateSchema>;
 

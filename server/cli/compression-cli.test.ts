@@ -22,7 +22,7 @@ describe('multifd migrate --compression', () => {
       const src = await run(['migrate', '--to', dest.address, '--channels', '2', '--ram-size', '16MiB', '--fill', 'text', '--compression', 'zstd', '--compression-level', '3', '--events', 'ndjson', ...SHORT], 20_000);
       assert.equal(src.exit.code, 0, src.cli.describe());
       assert.equal((await dest.cli.exit(5_000)).code, 0, dest.cli.describe());
-      const snap = (last(src.cli.events, 'progress') as { snapshot: { compression: string; pageBytes: number; channels: Array<{ pages: number; payloadBytes: number }> } }).snapshot;
+      const snap = (last(src.cli.events, 'progress') as unknown as { snapshot: { compression: string; pageBytes: number; channels: Array<{ pages: number; payloadBytes: number }> } }).snapshot;
       assert.equal(snap.compression, 'zstd');
       for (const c of snap.channels) assert.ok((c.pages * 4096) / c.payloadBytes > 3, `ratio ${(c.pages * 4096) / c.payloadBytes}`);
     } finally {

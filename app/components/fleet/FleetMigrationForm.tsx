@@ -24,6 +24,7 @@ import { Field, OtherErrors } from '../FormField';
 
 interface Values extends FleetChoice {
   channels: string;
+  compression: 'none' | 'zlib' | 'zstd';
   maxBandwidth: string;
   downtimeLimitMs: string;
 }
@@ -33,6 +34,7 @@ const DEFAULTS: Values = {
   guest: '',
   destinationAgent: '',
   channels: '4',
+  compression: 'none',
   maxBandwidth: '0',
   downtimeLimitMs: '300',
 };
@@ -46,13 +48,14 @@ function toInput(v: Values, faults: readonly FaultRow[]): StartFleetMigrationInp
     guest: v.guest,
     destinationAgent: v.destinationAgent,
     channels: num(v.channels),
+    compression: v.compression,
     maxBandwidth: Math.round(num(v.maxBandwidth) * MiB),
     downtimeLimitMs: num(v.downtimeLimitMs),
     inject: faults.map(rowSpec),
   };
 }
 
-const FIELDS = ['sourceAgent', 'guest', 'destinationAgent', 'channels', 'maxBandwidth', 'downtimeLimitMs', 'inject'] as const;
+const FIELDS = ['sourceAgent', 'guest', 'destinationAgent', 'channels', 'compression', 'maxBandwidth', 'downtimeLimitMs', 'inject'] as const;
 const NO_AGENTS: AgentView[] = [];
 
 export function FleetMigrationForm() {
@@ -110,6 +113,13 @@ export function FleetMigrationForm() {
       </Field>
       <Field {...field('channels')} label="Channels" hint="multifd channels, 1 to 255">
         <input {...input('channels')} type="number" inputMode="numeric" min={1} max={255} step={1} />
+      </Field>
+      <Field {...field('compression')} label="Compression" hint="page payloads; the destination agent may refuse a method">
+        <select {...input('compression')}>
+          <option value="none">none</option>
+          <option value="zlib">zlib</option>
+          <option value="zstd">zstd</option>
+        </select>
       </Field>
       <Field {...field('maxBandwidth')} label="Max bandwidth (MiB/s)" hint="0 = uncapped">
         <input {...input('maxBandwidth')} type="number" inputMode="decimal" min={0} step="any" />

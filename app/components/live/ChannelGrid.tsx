@@ -26,6 +26,10 @@ export interface ChannelRowView {
   errorCode: string | null;
   errorMessage: string | null;
   note: string | null;
+  /** What protects the channel ("TLSv1.3 … x509"), null in clear. */
+  security: string | null;
+  /** Page bytes / payload bytes on the wire, when the migration compresses and pages have moved. */
+  ratio: number | null;
   /** The same channel as the other side saw it (the destination's accept and bytes), when there is one. */
   peer: { state: ChannelState; bytes: number } | null;
 }
@@ -37,6 +41,7 @@ function handshakeText(c: ChannelSnapshot, t0: number): string {
   const at = (t: number) => formatOffset(t - t0);
   const steps: string[] = [];
   if (c.times.connecting !== null) steps.push(`connect ${at(c.times.connecting)}`);
+  if (c.times.secured != null) steps.push(`tls ${at(c.times.secured)}`);
   if (c.times.handshakeSent !== null) steps.push(`sent ${at(c.times.handshakeSent)}`);
   if (c.times.accepted !== null) steps.push(`accepted ${at(c.times.accepted)}`);
   if (c.times.rejected !== null) steps.push(`rejected ${at(c.times.rejected)}`);
@@ -64,6 +69,7 @@ export function channelViews(m: LiveModel): ChannelRowView[] {
   // `slow` is the last tick's: once a migration completed or was cancelled no sync waits.
   const live = s.state !== 'completed' && s.state !== 'cancelled';
   const peers = new Map((m.peerSide?.channels ?? []).map((c) => [c.id, c]));
+  const compressed = s.compression !== undefined && s.compression !== 'none';
   return s.channels.map((c) => ({
     id: c.id,
     state: c.state,
@@ -80,6 +86,8 @@ export function channelViews(m: LiveModel): ChannelRowView[] {
     // A slow channel holds up the SYNC that ends this round.
     note: c.slow && live ? `holds sync ${s.round}` : null,
     peer: peers.has(c.id) ? { state: peers.get(c.id)!.state, bytes: peers.get(c.id)!.bytes } : null,
+    security: c.security ?? null,
+    ratio: compressed && c.payloadBytes ? (c.pages * 4096) / c.payloadBytes : null,
   }));
 }
 
@@ -94,7 +102,7 @@ function chunks<T>(list: T[]): T[][] {
 }
 
 /** Fixed widths: each table is laid out from these, not from its rows' content. */
-function Cols({ peer }: { peer: boolean }) {
+function Cols({ peer, ratio }: { peer: boolean; ratio: boolean }) {
   return (
     <colgroup>
       <col style={{ width: '3.5rem' }} />
@@ -104,19 +112,21 @@ function Cols({ peer }: { peer: boolean }) {
       <col style={{ width: '5.5rem' }} />
       <col style={{ width: '7.5rem' }} />
       <col style={{ width: '12rem' }} />
+      {ratio && <col style={{ width: '5rem' }} />}
       {peer && <col style={{ width: '11rem' }} />}
       <col style={{ width: '17rem' }} />
     </colgroup>
   );
 }
 
-export function ChannelGrid({ rows }: { rows: ChannelRowView[] }) {
+export function ChannelGrid({ rows, compression }: { rows: ChannelRowView[]; compression?: string }) {
   const [filter, setFilter] = useState<Filter>('all');
   const failed = rows.filter((r) => r.failed).length;
   const slow = rows.filter((r) => r.slow).length;
   const shown = filter === 'all' ? rows : rows.filter((r) => (filter === 'failed' ? r.failed : r.slow));
   const counts: Record<Filter, number> = { all: rows.length, failed, slow };
   const peer = rows.some((r) => r.peer !== null);
+  const ratio = compression !== undefined && compression !== 'none';
   return (
     <section className="panel" aria-labelledby="channels-title">
       <div className="panel-head">
@@ -143,7 +153,7 @@ export function ChannelGrid({ rows }: { rows: ChannelRowView[] }) {
           out and paints only the visible ones. Same column widths everywhere, so they line up. */}
       <div className="table-wrap channels-wrap" data-testid="channels">
         <table className="table channels">
-          <Cols peer={peer} />
+          <Cols peer={peer} ratio={ratio} />
           <thead>
             <tr>
               <th className="num">#</th>
@@ -153,6 +163,11 @@ export function ChannelGrid({ rows }: { rows: ChannelRowView[] }) {
               <th className="num">pages</th>
               <th className="num">now</th>
               <th>last {SPARK_SAMPLES} samples</th>
+              {ratio && (
+                <th className="num" title={`page bytes ÷ bytes on the wire (${compression})`}>
+                  ratio
+                </th>
+              )}
               {peer && <th title="the destination's view of the same channel">destination saw</th>}
               <th>error</th>
             </tr>
@@ -161,10 +176,10 @@ export function ChannelGrid({ rows }: { rows: ChannelRowView[] }) {
         {chunks(shown).map((part, i) => (
           <div className="channels-chunk" key={i}>
             <table className="table channels">
-              <Cols peer={peer} />
+              <Cols peer={peer} ratio={ratio} />
               <tbody>
                 {part.map((r) => (
-                  <ChannelRow key={r.id} v={r} peer={peer} />
+                  <ChannelRow key={r.id} v={r} peer={peer} ratio={ratio} />
                 ))}
               </tbody>
             </table>
@@ -190,13 +205,15 @@ function sameRow(a: ChannelRowView, b: ChannelRowView): boolean {
     a.errorCode === b.errorCode &&
     a.errorMessage === b.errorMessage &&
     a.note === b.note &&
+    a.security === b.security &&
+    a.ratio === b.ratio &&
     a.peer?.state === b.peer?.state &&
     a.peer?.bytes === b.peer?.bytes
   );
 }
 
 const ChannelRow = memo(
-  function ChannelRow({ v, peer }: { v: ChannelRowView; peer: boolean }) {
+  function ChannelRow({ v, peer, ratio }: { v: ChannelRowView; peer: boolean; ratio: boolean }) {
     const idle = v.bytes === 0 && v.pages === 0;
     return (
       <tr data-testid="channel-row" data-channel={v.id} data-state={v.state} data-slow={v.slow ? 'true' : undefined} className={v.failed ? 'row-failed' : v.slow ? 'row-slow' : undefined}>
@@ -205,7 +222,14 @@ const ChannelRow = memo(
           <span className={`state ch-${v.state}`}>{v.state}</span>
           {v.slow && <span className="flag-slow">slow</span>}
         </td>
-        <td className="mono handshake">{v.handshake}</td>
+        <td className="mono handshake" data-testid="channel-handshake" data-security={v.security ?? undefined} title={v.security ?? 'in clear'}>
+          {v.security && (
+            <span className="lock" aria-label={`secured: ${v.security}`}>
+              🔒{' '}
+            </span>
+          )}
+          {v.handshake}
+        </td>
         <td className="num">{idle && v.failed ? '—' : formatBytes(v.bytes)}</td>
         <td className="num" title={`${v.pages} pages, ${v.zeroPages} zero pages`}>
           {idle && v.failed ? '—' : formatCount(v.pages)}
@@ -225,6 +249,11 @@ const ChannelRow = memo(
             )}
           </div>
         </td>
+        {ratio && (
+          <td className="num" data-testid="channel-ratio" data-ratio={v.ratio ?? undefined}>
+            {v.ratio === null ? '—' : `${v.ratio.toFixed(2)}×`}
+          </td>
+        )}
         {peer && (
           <td className="mono" data-testid="channel-peer" data-state={v.peer?.state}>
             {v.peer ? `${v.peer.state} · ${formatBytes(v.peer.bytes)}` : '—'}
@@ -236,5 +265,5 @@ const ChannelRow = memo(
       </tr>
     );
   },
-  (a, b) => a.peer === b.peer && sameRow(a.v, b.v),
+  (a, b) => a.peer === b.peer && a.ratio === b.ratio && sameRow(a.v, b.v),
 );

@@ -294,6 +294,17 @@ export function LiveView({ id }: { id: string }) {
           )}
           <span>
             <span className="mono">{s.channelCount}</span> channels · RAM <span className="mono">{formatBytes(s.ramSize)}</span>
+            <span data-testid="channel-security">
+              {' · '}
+              {s.tls ? <span title="every channel, the main one included">TLS {s.tls}</span> : <span className="muted">in clear</span>}
+            </span>
+            {s.compression && s.compression !== 'none' && (
+              <span data-testid="compression">
+                {' · '}
+                {s.compression}
+                {s.pageBytes > 0 && s.transferred > 0 && <span className="mono"> {(s.pageBytes / s.transferred).toFixed(2)}×</span>}
+              </span>
+            )}
           </span>
           {!terminal && <span className={subscribed ? 'muted' : 'warn'}>{subscribed ? 'live' : 'not live: reconnecting…'}</span>}
         </p>
@@ -347,7 +358,7 @@ export function LiveView({ id }: { id: string }) {
 
       <ThroughputChart samples={m.samples} stamp={`${m.samples.length}:${last?.t ?? 0}`} channelCount={s.channelCount} ended={terminal} />
 
-      <ChannelGrid rows={views} />
+      <ChannelGrid rows={views} compression={s.compression} />
 
       <RoundTable rounds={rounds} switchover={m.switchover} downtimeMs={s.downtimeMs} />
 
