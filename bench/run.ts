@@ -42,6 +42,7 @@ import { helpRequested, ramOption } from './options';
 import { Children, describeExit, type Child, type Json } from './children';
 import { makeSourceRam, runQemu, type QemuRun } from './qemu';
 import { ensureDebianPackage } from './tools';
+import { parseSecureOptions, runSecureBench } from './secure';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = path.join(ROOT, 'bin', 'multifd.mjs');
@@ -58,9 +59,12 @@ interface Options {
   quick: boolean;
   qemu: boolean;
   iperf: boolean;
+  /** Arguments for the TLS and compression rows (bench/secure.ts), or null: --no-secure. */
+  secure: string[] | null;
 }
 
 const USAGE = `usage: npm run bench -- [--quick] [--ram 2GiB] [--channels 1,2,4,8] [--repeats N] [--json out.json] [--no-qemu] [--no-iperf]
+                        [--no-secure] [--secure "ARGS"]
 
   --quick          256 MiB guest, channels 1,4, 1 repeat (flags given explicitly still win)
   --ram SIZE       guest RAM (default 2GiB)
@@ -69,6 +73,8 @@ const USAGE = `usage: npm run bench -- [--quick] [--ram 2GiB] [--channels 1,2,4,
   --json FILE      also write every run and the medians as JSON
   --no-qemu        no real-QEMU rows (default: run them; apt-get install qemu-system-x86 if missing and root)
   --no-iperf       no iperf3 rows (default: run them; apt-get install iperf3 if missing and root)
+  --no-secure      no TLS and compression rows (default: run them, as npm run bench:secure -- --ram 512MiB)
+  --secure ARGS    arguments for those rows instead (see npm run bench:secure -- --help)
 `;
 
 function parseOptions(argv: string[]): Options {
@@ -84,6 +90,8 @@ function parseOptions(argv: string[]): Options {
       json: { type: 'string' },
       'no-qemu': { type: 'boolean' },
       'no-iperf': { type: 'boolean' },
+      'no-secure': { type: 'boolean' },
+      secure: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -97,7 +105,9 @@ function parseOptions(argv: string[]): Options {
   });
   const repeats = Number(values.repeats ?? (quick ? 1 : 3));
   if (!Number.isInteger(repeats) || repeats < 1 || repeats > 100) throw new Error(`--repeats must be 1..100, got "${values.repeats}"`);
-  return { ramBytes, channels, repeats, json: values.json ?? null, quick, qemu: !values['no-qemu'], iperf: !values['no-iperf'] };
+  const secure = values['no-secure'] ? null : values.secure !== undefined ? values.secure.split(/\s+/).filter(Boolean) : quick ? ['--quick'] : ['--ram', '512MiB'];
+  if (secure) parseSecureOptions(secure); // refused now, not after an hour of rows
+  return { ramBytes, channels, repeats, json: values.json ?? null, quick, qemu: !values['no-qemu'], iperf: !values['no-iperf'], secure };
 }
 
 // ---- timeouts -------------------------------------------------------------------------------
@@ -724,11 +734,29 @@ async function main(): Promise<number> {
           `QMP both: migrate-set-capabilities multifd+events, migrate-set-parameters multifd-channels N; src: max-bandwidth 2^40; dst: migrate-incoming tcp:127.0.0.1:0; src: migrate tcp:127.0.0.1:PORT`,
       },
       rows,
+      secure: null as unknown,
     };
+    if (opts.secure && !interrupted) doc.secure = await secureRows(opts.secure, kids, () => interrupted);
     writeFileSync(opts.json, `${JSON.stringify(doc, null, 2)}\n`);
     log(`wrote ${opts.json}`);
+  } else if (opts.secure && !interrupted) {
+    await secureRows(opts.secure, kids, () => interrupted);
   }
   return 0;
+}
+
+/** The TLS and compression rows (bench/secure.ts), printed after the loopback table. */
+async function secureRows(args: string[], kids: Children, isInterrupted: () => boolean): Promise<unknown> {
+  const o = parseSecureOptions(args);
+  log(`TLS and compression rows: npm run bench:secure -- ${args.join(' ')}`);
+  try {
+    const { text, runs } = await runSecureBench(o, kids, isInterrupted);
+    process.stdout.write(`\n${text}\n`);
+    return { options: o, report: text, rows: runs };
+  } catch (err) {
+    process.stderr.write(`bench: TLS and compression rows failed: ${(err as Error).message}\n`);
+    return { options: o, error: (err as Error).message };
+  }
 }
 
 process.exitCode = await main();
