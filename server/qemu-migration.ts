@@ -105,8 +105,8 @@ export class QemuMigration {
       this.#dst = await this.#connect(this.config.destinationQmp, 'destinationQmp');
       const uuid = await this.#qemu('source', () => this.#src!.execute<{ UUID: string }>('query-uuid'));
       this.events.uuid = uuid.UUID && uuid.UUID !== '00000000-0000-0000-0000-000000000000' ? uuid.UUID : null;
-      await this.#qemu('destination', () => configureMultifd(this.#dst!, this.config.channels));
-      await this.#qemu('source', () => configureMultifd(this.#src!, this.config.channels, this.config.maxBandwidth || NO_CAP));
+      await this.#qemu('destination', () => configureMultifd(this.#dst!, this.config.channels, null, this.config.compression));
+      await this.#qemu('source', () => configureMultifd(this.#src!, this.config.channels, this.config.maxBandwidth || NO_CAP, this.config.compression));
       if (this.config.downtimeLimitMs !== undefined) {
         await this.#qemu('source', () => this.#src!.execute('migrate-set-parameters', { 'downtime-limit': this.config.downtimeLimitMs! }));
       }

@@ -23,6 +23,7 @@ interface Values {
   sourceQmp: string;
   destinationQmp: string;
   channels: string;
+  compression: 'none' | 'zlib' | 'zstd';
   maxBandwidth: string;
   migrationHost: string;
   relayHost: string;
@@ -32,6 +33,7 @@ const DEFAULTS: Values = {
   sourceQmp: '',
   destinationQmp: '',
   channels: '4',
+  compression: 'none',
   maxBandwidth: '0',
   migrationHost: '127.0.0.1',
   relayHost: '127.0.0.1',
@@ -49,6 +51,7 @@ function toInput(v: Values, record: boolean, faults: readonly FaultRow[]): Start
     sourceQmp: v.sourceQmp.trim(),
     destinationQmp: v.destinationQmp.trim(),
     channels: num(v.channels),
+    compression: v.compression,
     maxBandwidth: Math.round(num(v.maxBandwidth) * MiB),
     migrationHost: v.migrationHost.trim(),
     relayHost: v.relayHost.trim(),
@@ -57,7 +60,7 @@ function toInput(v: Values, record: boolean, faults: readonly FaultRow[]): Start
   };
 }
 
-const FIELDS = ['sourceQmp', 'destinationQmp', 'channels', 'maxBandwidth', 'migrationHost', 'relayHost', 'record', 'inject'] as const;
+const FIELDS = ['sourceQmp', 'destinationQmp', 'channels', 'compression', 'maxBandwidth', 'migrationHost', 'relayHost', 'record', 'inject'] as const;
 
 export function QemuMigrationForm() {
   const [record, setRecord] = useState(false);
@@ -93,6 +96,13 @@ export function QemuMigrationForm() {
       </Field>
       <Field {...field('channels')} label="Channels" hint="multifd channels, 1 to 255, set on both QEMUs">
         <input {...input('channels')} type="number" inputMode="numeric" min={1} max={255} step={1} />
+      </Field>
+      <Field {...field('compression')} label="Compression" hint="QEMU's multifd-compression, set on both QEMUs; the relay shows each channel's ratio">
+        <select {...input('compression')}>
+          <option value="none">none</option>
+          <option value="zlib">zlib</option>
+          <option value="zstd">zstd</option>
+        </select>
       </Field>
       <Field {...field('maxBandwidth')} label="Max bandwidth (MiB/s)" hint="0 = uncapped (QEMU's default cap of 128 MiB/s is lifted)">
         <input {...input('maxBandwidth')} type="number" inputMode="decimal" min={0} step="any" />

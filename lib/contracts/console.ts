@@ -150,6 +150,8 @@ export const StartQemuMigrationSchema = z.object({
   channels: ChannelCountSchema.default(4),
   /** bytes/s; 0 raises QEMU's default cap (128 MiB/s) out of the way. */
   maxBandwidth: z.number({ error: 'max bandwidth must be bytes/s' }).int().min(0, 'max bandwidth must be 0 (uncapped) or more').default(0),
+  /** QEMU's multifd-compression, set on both QEMUs (zstd needs a QEMU built with it). */
+  compression: CompressionSchema.default('none'),
   /** QEMU's downtime-limit, ms; left as QEMU has it when absent. */
   downtimeLimitMs: z.number().int().min(1).max(600_000).optional(),
   /** Where the destination QEMU listens (migrate-incoming tcp:HOST:0). */

@@ -54,6 +54,8 @@ export class PacketScanner {
   pages = 0;
   zeroPages = 0;
   bytes = 0;
+  /** Page payload bytes (compressed size when compressed). */
+  payloadBytes = 0;
   /** packet_num of the last packet, as a string (u64). */
   lastPacketNum: string | null = null;
   handshake: Handshake | null = null;
@@ -67,6 +69,11 @@ export class PacketScanner {
     this.#ctx = { ...ctx, compression: ctx.compression ?? 0 };
     this.#compression = ctx.compression;
     if (!withHandshake) this.#toFixed();
+  }
+
+  /** The compression flag value learned (or given); null until a packet with pages came. */
+  get compression(): number | null {
+    return this.#compression;
   }
 
   get error(): unknown {
@@ -143,11 +150,15 @@ export class PacketScanner {
         const h = decodePacketHeader(this.#buf.subarray(0, this.#need), slots, this.#h, this.#ctx);
         this.#h = h;
         const method = h.flags & FLAG_COMPRESSION_MASK;
-        // Unless told, the first packet names the method (a relay sees QEMU's, not its own).
-        this.#compression ??= method;
+        // Unless told, the first packet with pages names the method (a relay sees QEMU's, not
+        // its own). QEMU sets the method's flag only on packets that carry pages (its SYNC and
+        // first packets have none), and checks it only there: so do we.
+        if (h.normalPages > 0) this.#compression ??= method;
+        const expected = h.normalPages > 0 || method !== 0 ? (this.#compression ?? method) : 0;
         // Also bounds next_packet_size when compressed (the method equals the channel's, or it threw).
-        checkPacket(h, { ...this.#ctx, compression: this.#compression }, slots);
+        checkPacket(h, { ...this.#ctx, compression: expected }, slots);
         const payload = method === 0 ? h.normalPages * PAGE_SIZE : h.nextPacketSize;
+        this.payloadBytes += payload;
         this.packets++;
         if (h.flags & FLAG_SYNC) this.syncs++;
         this.pages += h.normalPages;

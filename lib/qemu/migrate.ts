@@ -30,6 +30,8 @@ export interface MultifdSettings {
   multifd: boolean;
   channels: number;
   maxBandwidth: number;
+  /** multifd-compression as QEMU reports it. */
+  compression: string;
 }
 
 /**
@@ -37,16 +39,27 @@ export interface MultifdSettings {
  * source max-bandwidth; then reads them back, and throws if QEMU did not take them: a
  * silently ignored setting would make every figure after it lie.
  */
-export async function configureMultifd(qmp: QmpClient, channels: number, maxBandwidth: number | null = null): Promise<MultifdSettings> {
+export async function configureMultifd(
+  qmp: QmpClient,
+  channels: number,
+  maxBandwidth: number | null = null,
+  /** multifd-compression (none, zlib, zstd); both sides must agree. Set always, so a QEMU's earlier choice does not linger. */
+  compression = 'none',
+): Promise<MultifdSettings> {
   const caps: QmpObject = { capabilities: [{ capability: 'multifd', state: true }, { capability: 'events', state: true }] };
   await qmp.execute('migrate-set-capabilities', caps);
-  await qmp.execute('migrate-set-parameters', { 'multifd-channels': channels });
+  await qmp.execute('migrate-set-parameters', { 'multifd-channels': channels, 'multifd-compression': compression });
   if (maxBandwidth !== null) await qmp.execute('migrate-set-parameters', { 'max-bandwidth': maxBandwidth });
   const c = await qmp.execute<Array<{ capability: string; state: boolean }>>('query-migrate-capabilities');
   const p = await qmp.execute<Record<string, unknown>>('query-migrate-parameters');
-  const got = { multifd: c.some((x) => x.capability === 'multifd' && x.state), channels: num(p['multifd-channels']) ?? -1, maxBandwidth: num(p['max-bandwidth']) ?? -1 };
-  if (!got.multifd || got.channels !== channels || (maxBandwidth !== null && got.maxBandwidth !== maxBandwidth)) {
-    throw new Error(`QEMU did not take the multifd settings: asked ${JSON.stringify({ channels, maxBandwidth })}, has ${JSON.stringify(got)}`);
+  const got = {
+    multifd: c.some((x) => x.capability === 'multifd' && x.state),
+    channels: num(p['multifd-channels']) ?? -1,
+    maxBandwidth: num(p['max-bandwidth']) ?? -1,
+    compression: String(p['multifd-compression'] ?? 'none'),
+  };
+  if (!got.multifd || got.channels !== channels || got.compression !== compression || (maxBandwidth !== null && got.maxBandwidth !== maxBandwidth)) {
+    throw new Error(`QEMU did not take the multifd settings: asked ${JSON.stringify({ channels, maxBandwidth, compression })}, has ${JSON.stringify(got)}`);
   }
   return got;
 }

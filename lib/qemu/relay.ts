@@ -30,7 +30,7 @@ import { randomUUID } from 'node:crypto';
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import type { ChannelSnapshot, ChannelState, MigrationSnapshot, MigrationState } from '../contracts';
+import type { ChannelSnapshot, ChannelState, Compression, MigrationSnapshot, MigrationState } from '../contracts';
 import { MigrationEmitter, type EventListener } from '../engine/emitter';
 import { faultyHandshake, type Fault } from '../engine/faults';
 import { RateMeter, emptyTimes, type ChannelTimes } from '../engine/stats';
@@ -52,6 +52,7 @@ import {
   QEMU_VM_MAGIC,
   bytesToUuid,
   checkHandshake,
+  compressionName,
   decodeHandshake,
   readU32,
   uuidToBytes,
@@ -712,6 +713,7 @@ export class QemuRelay {
       zeroPages: c.scanner?.zeroPages ?? 0,
       packets: c.scanner?.packets ?? 0,
       syncs: c.scanner?.syncs ?? 0,
+      payloadBytes: c.scanner?.payloadBytes ?? 0,
       throughput: c.rate.rate(),
       error: c.error,
     }));
@@ -727,6 +729,7 @@ export class QemuRelay {
       state: s.state,
       peer: s.main?.peer ?? null,
       channelCount: this.#opts.channels ?? multifd.length,
+      compression: compressionOf(multifd),
       round: s.rounds,
       ramSize,
       transferred,
@@ -749,6 +752,16 @@ export class QemuRelay {
       error: s.error,
     };
   }
+}
+
+/** QEMU's multifd-compression, as its packets show it (none until a packet with pages came). */
+function compressionOf(conns: Conn[]): Compression {
+  for (const c of conns) {
+    const flag = c.scanner?.compression;
+    const name = flag ? compressionName(flag) : 'none';
+    if (name === 'zlib' || name === 'zstd') return name;
+  }
+  return 'none';
 }
 
 function classify(head: Buffer): Kind | null {

@@ -63,7 +63,7 @@ export interface Pair {
 export async function startPair(
   t: TestContext,
   channels = 4,
-  opts: { incoming?: boolean; configure?: boolean; machine?: string; extra?: readonly string[] } = {},
+  opts: { incoming?: boolean; configure?: boolean; machine?: string; extra?: readonly string[]; compression?: 'none' | 'zlib' | 'zstd' } = {},
 ): Promise<Pair> {
   const dir = makeTempDir('relay-test-');
   const uuid = randomUUID();
@@ -102,8 +102,8 @@ export async function startPair(
     return { src, dst, srcRam, dstRam, sha256, port: null, uuid, srcQmp, dstQmp };
   }
   if (channels > 0) {
-    await configureMultifd(dst.qmp, channels);
-    await configureMultifd(src.qmp, channels, 1024 ** 4);
+    await configureMultifd(dst.qmp, channels, null, opts.compression);
+    await configureMultifd(src.qmp, channels, 1024 ** 4, opts.compression);
   } else {
     await src.qmp.execute('migrate-set-parameters', { 'max-bandwidth': 1024 ** 4 });
   }
