@@ -71,6 +71,31 @@ describe('compressed migrations', () => {
     }
   });
 
+  it('zstd compresses in worker threads, and they are gone when the migration ends, completed or refused', async () => {
+    const ports = () => process.getActiveResourcesInfo().filter((r) => r === 'MessagePort').length;
+    const before = ports();
+    const guest = await makeGuest({ ramSize: 4 * MiB, fill: 'text' });
+    let during = 0;
+    const run = await migrate(guest, td.port, { channels: 2, compression: 'zstd' }, [], td, (e) => {
+      if (e.type === 'state' && e.state === 'active') during = ports();
+    });
+    assert.equal(run.result.state, 'completed', run.result.error?.message);
+    assert.ok(during > before, `workers while it ran (${during} ports, ${before} before)`);
+    await run.dest!.guest!.stop();
+    const strict = await startDest({ compressionAllow: ['none'] });
+    try {
+      const g2 = await makeGuest({ ramSize: 4 * MiB });
+      const refused = await migrate(g2, strict.port, { channels: 2, compression: 'zstd' }, [], strict);
+      assert.equal(refused.result.error?.code, 'MIGRATION_COMPRESSION_REFUSED');
+      await g2.stop();
+    } finally {
+      await strict.close();
+    }
+    const deadline = Date.now() + 2000;
+    while (ports() > before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(ports(), before, 'every worker released');
+  });
+
   it('a level outside the method’s range is a config error before anything connects', async () => {
     const guest = await makeGuest({ ramSize: 4 * MiB });
     const run = await migrate(guest, td.port, { channels: 1, compression: 'zlib', compressionLevel: 12 });

@@ -365,7 +365,10 @@ export class SourceMigration {
       });
     }
     await ops.load();
-    for (const ch of this.channels) ch.compressor = ops.compressor(level);
+    const set = await this.life.until(ops.compressors(level, this.channels.length)!);
+    // Released with the migration, whatever its end (zstd's workers).
+    this.life.defer(() => void set.close());
+    for (const ch of this.channels) ch.compressor = set.forChannel(ch.id);
   }
 
   /**

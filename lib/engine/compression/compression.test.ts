@@ -37,10 +37,20 @@ class Memory implements PacketSink {
 
 const ctx = (compression: number) => ({ blockSize: (n: string) => (n === 'mem' ? BLOCK : undefined), compression, channel: 5, peer: 'p:1', connection: 9 });
 
+/** One frame of `pages`, as a one-channel migration's compressor makes it (its workers released after). */
+async function compress(method: 'zlib' | 'zstd', pages: Uint8Array[]): Promise<Uint8Array> {
+  const set = (await compressionOps(method).compressors(1, 1))!;
+  try {
+    return await set.forChannel(0).compress(pages, pages.length * PAGE_SIZE);
+  } finally {
+    await set.close();
+  }
+}
+
 /** One compressed packet as the source sends it: header with flag + next_packet_size, then the frame. */
 async function packet(method: 'zlib' | 'zstd', pages: Array<[number, Uint8Array]>, num: number, frame?: Uint8Array): Promise<Uint8Array> {
   const ops = compressionOps(method);
-  const body = frame ?? (await ops.compressor(1)!.compress(pages.map(([, p]) => p), pages.length * PAGE_SIZE));
+  const body = frame ?? (await compress(method, pages.map(([, p]) => p)));
   const header = encodePacketHeader(
     { flags: ops.flag, normalPages: pages.length, packetNum: num, ramblock: 'mem', offsets: pages.map(([o]) => o), nextPacketSize: body.length },
     SLOTS,
@@ -59,7 +69,7 @@ describe('compression methods', () => {
     assert.equal(COMPRESSION_OPS.zstd.flag, 0x04);
     assert.equal(compressionByFlag(0x04), 'zstd');
     assert.equal(compressionByFlag(0x08), null);
-    assert.equal(COMPRESSION_OPS.none.compressor(1), null);
+    assert.equal(COMPRESSION_OPS.none.compressors(1, 4), null);
   });
 
   for (const method of ['zlib', 'zstd'] as const) {
@@ -90,7 +100,7 @@ describe('compression methods', () => {
       const pages = [0, 1, 2].map((p): [number, Uint8Array] => [p * PAGE_SIZE, page('text', p)]);
       const good = await packet(method, pages, 1);
       const bad = Uint8Array.from(good);
-      const hdr = good.length - (await compressionOps(method).compressor(1)!.compress(pages.map(([, p]) => p), 3 * PAGE_SIZE)).length;
+      const hdr = good.length - (await compress(method, pages.map(([, p]) => p))).length;
       for (let i = hdr + 4; i < bad.length; i += 3) bad[i] ^= 0x5a;
       const r = new PacketReader(new Memory(), ctx(COMPRESSION_FLAGS[method]), SLOTS, compressionOps(method).decoder());
       assert.throws(() => r.write(bad), (e: { code: string; channel: number; message: string }) => {
@@ -103,7 +113,7 @@ describe('compression methods', () => {
 
     it(`${method}: a frame holding more pages than the header lists is refused, not written past`, async () => {
       const four = [0, 1, 2, 3].map((p): [number, Uint8Array] => [p * PAGE_SIZE, page('text', p)]);
-      const frame = await compressionOps(method).compressor(1)!.compress(four.map(([, p]) => p), 4 * PAGE_SIZE);
+      const frame = await compress(method, four.map(([, p]) => p));
       // The header claims two pages but the frame inflates to four.
       const lying = await packet(method, four.slice(0, 2), 1, frame);
       const mem = new Memory();
@@ -111,7 +121,7 @@ describe('compression methods', () => {
       assert.throws(() => r.write(lying), { code: 'MIGRATION_PACKET_BAD_COMPRESSION' });
       assert.equal(mem.bytes.subarray(0, 4 * PAGE_SIZE).some((b) => b !== 0), false, 'nothing written');
       // And fewer: a frame of two pages for a header of four.
-      const two = await compressionOps(method).compressor(1)!.compress(four.slice(0, 2).map(([, p]) => p), 2 * PAGE_SIZE);
+      const two = await compress(method, four.slice(0, 2).map(([, p]) => p));
       const r2 = new PacketReader(new Memory(), ctx(COMPRESSION_FLAGS[method]), SLOTS, compressionOps(method).decoder());
       const short = await packet(method, four, 1, two);
       assert.throws(() => r2.write(short), { code: 'MIGRATION_PACKET_BAD_COMPRESSION' });

@@ -15,7 +15,7 @@ import { noneOps } from './none';
 import { zlibOps } from './zlib';
 import { zstdOps } from './zstd';
 
-/** A channel's send side: one instance per channel, used for one packet at a time. */
+/** A channel's send side: used for one packet at a time. */
 export interface Compressor {
   /**
    * Compresses `payload` (views of guest RAM, in offset[] order, `bytes` long in all) into
@@ -23,6 +23,12 @@ export interface Compressor {
    * it returns), so guest RAM changing afterwards does not change what is sent.
    */
   compress(payload: readonly Uint8Array[], bytes: number): Promise<Uint8Array>;
+}
+
+/** A migration's compressors, one per channel; close() releases what they hold (workers). */
+export interface CompressorSet {
+  forChannel(channel: number): Compressor;
+  close(): Promise<void>;
 }
 
 export interface CompressionOps {
@@ -33,8 +39,8 @@ export interface CompressionOps {
   readonly levels: { min: number; max: number };
   /** Once per process, before the first compressor or decoder (wasm instantiation). */
   load(): Promise<void>;
-  /** null for none. */
-  compressor(level: number): Compressor | null;
+  /** The compressors of a migration of `channels` channels; null for none. */
+  compressors(level: number, channels: number): Promise<CompressorSet> | null;
   /** null for none: the reader frames uncompressed packets itself. */
   decoder(): PayloadDecoder | null;
 }

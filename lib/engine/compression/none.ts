@@ -6,6 +6,6 @@ export const noneOps: CompressionOps = {
   flag: 0,
   levels: { min: 1, max: 1 },
   load: async () => {},
-  compressor: () => null,
+  compressors: () => null,
   decoder: () => null,
 };

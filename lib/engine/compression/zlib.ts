@@ -7,7 +7,7 @@
  */
 import zlib from 'node:zlib';
 import { promisify } from 'node:util';
-import { FLAG_ZLIB, PAGE_SIZE, PACKET_SLOTS, type PacketHeader, type PayloadDecoder } from '../../protocol';
+import { FLAG_ZLIB, PAGE_SIZE, type PacketHeader, type PayloadDecoder } from '../../protocol';
 import type { PacketErrorContext } from '../../protocol/packet';
 import type { CompressionOps, Compressor } from './index';
 import { badCompression, copyPayload, scatterPages } from './pages';
@@ -73,9 +73,10 @@ export const zlibOps: CompressionOps = {
   flag: FLAG_ZLIB,
   levels: { min: 1, max: 9 },
   load: async () => {},
-  compressor: (level) => new ZlibCompressor(level),
+  // Stateless, on libuv's thread pool: one compressor serves every channel.
+  compressors: async (level) => {
+    const c = new ZlibCompressor(level);
+    return { forChannel: () => c, close: async () => {} };
+  },
   decoder: () => new ZlibDecoder(),
 };
-
-/** For tests and benches: the largest input one packet hands a compressor. */
-export const MAX_PACKET_PAYLOAD = PACKET_SLOTS * PAGE_SIZE;
