@@ -12,7 +12,9 @@
  */
 import http from 'node:http';
 import os from 'node:os';
+import type { TlsClient } from '../lib/contracts';
 import { Destination, joinHostPort } from '../lib/engine';
+import type { TlsServerConfig } from '../lib/engine/tls';
 import { createApi } from './api';
 import { TokenCheck } from './auth';
 import { openHistory } from './history';
@@ -33,6 +35,11 @@ export interface AgentOptions {
   dataDir: string;
   /** Channel-setup and handshake timeouts of incoming migrations (default 10 s). */
   timeoutMs?: number;
+  /**
+   * TLS on every channel, both ways (as libvirt's): `server` for the migrations that arrive,
+   * `client` for the ones this agent starts. Null: in clear.
+   */
+  tls?: { server: TlsServerConfig; client: TlsClient } | null;
 }
 
 export interface RunningAgent {
@@ -57,13 +64,14 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     port: opts.migrationPort,
     setupTimeoutMs: opts.timeoutMs,
     handshakeTimeoutMs: opts.timeoutMs,
+    tls: opts.tls?.server ?? null,
   });
   const server = http.createServer();
   let registry: LocalRegistry | null = null;
   try {
     const mig = await destination.listen();
     const migrationAddress = joinHostPort(mig.host, mig.port);
-    registry = new LocalRegistry(history, destination);
+    registry = new LocalRegistry(history, destination, {}, { tls: opts.tls?.client ?? null });
     const reg = registry;
     const startedAt = Date.now();
     const api = createApi(reg, {

@@ -7,7 +7,9 @@ import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import next from 'next';
+import type { TlsClient } from '../lib/contracts';
 import { Destination } from '../lib/engine';
+import type { TlsServerConfig } from '../lib/engine/tls';
 import { createApi } from './api';
 import { consoleHandler, consoleLogin } from './console-auth';
 import { defaultDataDir, openHistory } from './history';
@@ -30,6 +32,11 @@ export interface ConsoleOptions {
   qemuWaitMs?: number;
   /** QEMU mode: query-migrate period (default 500 ms). */
   qemuPollMs?: number;
+  /**
+   * TLS: `server` for the embedded destination, `client` for the migrations this console
+   * starts (unless a request says otherwise). Null: in clear.
+   */
+  tls?: { server: TlsServerConfig; client: TlsClient } | null;
 }
 
 export interface RunningConsole {
@@ -44,13 +51,16 @@ export async function startConsole(opts: ConsoleOptions = {}): Promise<RunningCo
   const dataDir = opts.dataDir ?? defaultDataDir();
   const history = openHistory(dataDir);
   history.markInterrupted();
-  const embedded = new Destination({ host: opts.embeddedHost ?? '127.0.0.1', port: opts.embeddedPort ?? 0 });
-  const emb = await embedded.listen();
+  const embedded = new Destination({ host: opts.embeddedHost ?? '127.0.0.1', port: opts.embeddedPort ?? 0, tls: opts.tls?.server ?? null });
+  const emb = await embedded.listen().catch((err: unknown) => {
+    history.close();
+    throw err;
+  });
   const registry = new LocalRegistry(history, embedded, {
     destinationWaitMs: opts.qemuWaitMs,
     pollMs: opts.qemuPollMs,
     recordRoot: path.join(dataDir, 'recordings'),
-  });
+  }, { tls: opts.tls?.client ?? null });
   // The agents this console was given, found again after a restart.
   registry.attachFleet(new Fleet(dataDir));
   const app = next({ dev: opts.dev ?? false, dir: ROOT, hostname: host, port });

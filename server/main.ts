@@ -1,10 +1,13 @@
 /**
  * `node --import tsx server/main.ts [--listen HOST:PORT] [--data-dir DIR] [--dev]
- *  [--qemu-wait-ms MS] [--qemu-poll-ms MS]`: serves the console (default
- * http://127.0.0.1:3000; PORT and HOST are honoured too).
+ *  [--qemu-wait-ms MS] [--qemu-poll-ms MS] [--tls-cert F --tls-key F --tls-ca F | --tls-psk F]
+ *  [--tls-require-client-cert]`: serves the console (default http://127.0.0.1:3000; PORT and
+ * HOST are honoured too). The TLS flags are the agent's: the embedded destination requires
+ * TLS, and the migrations this console starts use it.
  */
 import { parseArgs } from 'node:util';
 import { splitHostPort } from '../lib/engine';
+import { TLS_OPTIONS, tlsBothFrom } from './cli/tls-args';
 import { startConsole } from './index';
 
 const { values } = parseArgs({
@@ -14,8 +17,17 @@ const { values } = parseArgs({
     dev: { type: 'boolean' },
     'qemu-wait-ms': { type: 'string' },
     'qemu-poll-ms': { type: 'string' },
+    ...TLS_OPTIONS,
   },
 });
+const tls = (() => {
+  try {
+    return tlsBothFrom(values);
+  } catch (err) {
+    process.stderr.write(`multifd console: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(2);
+  }
+})();
 const msFlag = (name: string, v: string | undefined): number | undefined => {
   if (v === undefined) return undefined;
   const n = Number(v);
@@ -37,6 +49,7 @@ const c = await startConsole({
   dev: values.dev,
   qemuWaitMs: msFlag('qemu-wait-ms', values['qemu-wait-ms']),
   qemuPollMs: msFlag('qemu-poll-ms', values['qemu-poll-ms']),
+  tls,
 }).catch((err: unknown) => {
   process.stderr.write(`multifd console: could not start: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(1);

@@ -5,7 +5,7 @@
  * An interface (DESIGN 9): in-process today, a job queue on a broker later. The engine knows
  * nothing of it.
  */
-import { MigrationConfigSchema, type MigrationEvent } from '../lib/contracts';
+import { MigrationConfigSchema, type MigrationEvent, type TlsClient } from '../lib/contracts';
 import {
   INJECT_KINDS,
   StartMigrationSchema,
@@ -106,6 +106,8 @@ export class LocalRegistry implements MigrationRegistry {
     private readonly embedded: Destination,
     /** QEMU mode's timeouts and where its recordings go. */
     private readonly qemuOptions: QemuMigrationOptions = {},
+    /** This host's TLS for the migrations it starts, unless a request says otherwise. */
+    private readonly defaults: { tls?: TlsClient | null } = {},
   ) {
     this.flushTimer = setInterval(() => this.flush(), BATCH_MS);
     this.offMigration = embedded.onMigration((m) => this.onIncoming(m));
@@ -131,7 +133,12 @@ export class LocalRegistry implements MigrationRegistry {
       setupTimeoutMs: req.setupTimeoutMs,
       compression: req.compression,
       compressionLevel: req.compressionLevel,
+      tls: req.tls === undefined ? (this.defaults.tls ?? null) : req.tls,
     });
+    const tlsFault = faults.find((f) => f.kind.startsWith('tls-'));
+    if (tlsFault && !config.tls) {
+      throw new ConfigInvalidError(`fault ch${tlsFault.channel}:${tlsFault.kind} needs a migration over TLS`, { field: 'inject', received: `ch${tlsFault.channel}:${tlsFault.kind}` });
+    }
     let hosted: Hosted;
     if (req.guest) {
       const h = this.hosted.get(req.guest);

@@ -12,6 +12,7 @@ import {
   QemuFiguresSchema,
   MigrationSnapshotSchema,
   MigrationStateSchema,
+  TlsClientSchema,
   type MigrationEvent,
   type MigrationSnapshot,
 } from './index';
@@ -43,6 +44,9 @@ export const INJECT_KINDS = [
   { kind: 'drop', label: 'drop after K payload bytes', arg: { required: true, label: 'payload bytes' } },
   { kind: 'bad-header', label: 'corrupt packet header', arg: { required: true, label: 'field' } },
   { kind: 'slow', label: 'slow channel (throttled)', arg: { required: true, label: 'bytes/s' } },
+  { kind: 'tls-clear', label: 'TLS: channel in clear', arg: null },
+  { kind: 'tls-hostname', label: 'TLS: checks another host name', arg: null },
+  { kind: 'tls-anon', label: 'TLS: no client certificate', arg: null },
 ] as const;
 export type InjectKind = (typeof INJECT_KINDS)[number]['kind'];
 /** bad-header's argument: which part of the first page-carrying packet it corrupts. */
@@ -108,6 +112,11 @@ const StartMigrationFields = z.object({
     )
     .max(255, 'at most 255 faults (one per channel)')
     .default([]),
+  /**
+   * TLS on every channel: file paths on the host that runs the source. Absent: that host's
+   * own (its --tls-* flags, if any); null: in clear.
+   */
+  tls: TlsClientSchema.nullable().optional(),
 });
 
 /** zlib stops at 9; zstd goes on to 19 (QEMU's multifd-zlib-level / multifd-zstd-level). */

@@ -3,6 +3,7 @@
  */
 import type net from 'node:net';
 import { DiscardReader, SocketReader, type ReadConsumer } from './socket-reader';
+import type { TlsInfo } from './tls';
 
 export class Connection {
   /** Set while the connection is held or read by a migration. */
@@ -14,12 +15,19 @@ export class Connection {
   private closed = false;
   private endHandlers: Array<() => void> = [];
 
+  /** Kept from the start: a closed socket forgets its peer's address. */
+  private readonly peerText: string | null;
+
   constructor(
     readonly number: number,
+    /** The accepted socket, or the TLS socket over it once its handshake is done. */
     readonly socket: net.Socket,
     first: ReadConsumer,
     onReadError: (err: unknown) => void,
+    /** What protects it (TLS), or null in clear. */
+    readonly security: TlsInfo | null = null,
   ) {
+    this.peerText = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : null;
     this.reader = new SocketReader(socket, first, { onError: onReadError });
     // Socket errors surface as 'close'; an 'error' with no listener would crash the process.
     socket.on('error', () => {});
@@ -31,6 +39,7 @@ export class Connection {
   }
 
   get peer(): string {
+    if (this.peerText) return this.peerText;
     const s = this.socket;
     return s.remoteAddress ? `${s.remoteAddress}:${s.remotePort}` : 'unknown';
   }
@@ -54,10 +63,14 @@ export class Connection {
     for (const fn of hs) fn();
   }
 
+  /** Set by finish(): resolves once the socket has closed (at most its timeout later). */
+  finished: Promise<void> | null = null;
+
   /** Writes a last message, then closes; destroys if the peer does not take it in time. */
   finish(last?: Uint8Array, timeoutMs = 2000): void {
     const s = this.socket;
-    if (s.destroyed) return;
+    if (s.destroyed || this.finished) return;
+    this.finished = new Promise((resolve) => s.once('close', () => resolve()));
     const t = setTimeout(() => s.destroy(), timeoutMs);
     t.unref();
     s.once('close', () => clearTimeout(t));

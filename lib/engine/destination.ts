@@ -2,9 +2,15 @@
  * A destination: listens, classifies every accepted connection by its first 4 bytes (never
  * by accept order), routes it by UUID to the migration it belongs to, and refuses what
  * does not fit, as DESIGN 3.5 says. Serves several migrations at once, one per UUID.
+ *
+ * With TLS credentials every connection must open with a TLS handshake (its first byte is a
+ * TLS record's, 0x16): after it, the decrypted bytes are classified the same way. A
+ * connection in clear is refused with MIGRATION_TLS_REQUIRED, and a TLS one at a destination
+ * without credentials with MIGRATION_TLS_NOT_CONFIGURED.
  */
 import net from 'node:net';
 import os from 'node:os';
+import type tls from 'node:tls';
 import { COMPRESSION_METHODS, HelloSchema, type Compression, type Hello, type MigrationEvent } from '../contracts';
 import {
   BusyError,
@@ -18,6 +24,9 @@ import {
   ConfigInvalidError,
   MainBadFrameError,
   MigrationError,
+  TlsHandshakeFailedError,
+  TlsNotConfiguredError,
+  TlsRequiredError,
   TooManyConnectionsError,
   asMigrationError,
   channelPrefix,
@@ -44,7 +53,8 @@ import { compressionOps } from './compression';
 import { Connection } from './connection';
 import { MigrationEmitter, type EventListener } from './emitter';
 import { IncomingMigration, type IncomingResult } from './incoming';
-import { FixedReader, HoldReader, type ReadConsumer } from './socket-reader';
+import { DiscardReader, FixedReader, HoldReader, type ReadConsumer } from './socket-reader';
+import { TLS_HANDSHAKE_RECORD, abandon, loadServerCredentials, secureServer, type TlsInfo, type TlsServerConfig, type TlsServerCredentials } from './tls';
 
 export interface DestinationOptions {
   host?: string;
@@ -61,6 +71,8 @@ export interface DestinationOptions {
   maxRamBytes?: number;
   /** Compression methods a source may announce (`--compression-allow`); default all. */
   compressionAllow?: Compression[];
+  /** TLS required on every channel (credentials read at listen()); null: in clear. */
+  tls?: TlsServerConfig | null;
 }
 
 /** Connections held per unknown UUID: N + 1, as DESIGN 3.5 says. */
@@ -86,7 +98,11 @@ export class Destination {
   private readonly migrationListeners = new Set<(m: IncomingMigration) => void>();
   /** Emits destination-level events (rejections no migration can be blamed for). */
   private readonly own = new MigrationEmitter('destination', 'destination', null);
-  readonly opts: Required<Omit<DestinationOptions, 'uuid' | 'channels'>> & { uuid: string | null; channels: number | null };
+  readonly opts: Required<Omit<DestinationOptions, 'uuid' | 'channels' | 'tls'>> & { uuid: string | null; channels: number | null; tls: TlsServerConfig | null };
+  /** Loaded by listen() when opts.tls is set. */
+  private tlsCreds: TlsServerCredentials | null = null;
+  /** TLS handshakes under way: ended without a word on close(). */
+  private readonly handshaking = new Set<tls.TLSSocket>();
   private readonly expectUuid: Uint8Array | null;
   private closing = false;
 
@@ -102,6 +118,7 @@ export class Destination {
       tickMs: opts.tickMs ?? 250,
       maxRamBytes: opts.maxRamBytes ?? Math.floor(os.totalmem() * 0.9),
       compressionAllow: [...new Set(opts.compressionAllow ?? COMPRESSION_METHODS)],
+      tls: opts.tls ?? null,
     };
     if (this.opts.compressionAllow.length === 0) throw new ConfigInvalidError('compression-allow must name at least one method (none, zlib, zstd)');
     if (this.opts.channels !== null && !(Number.isInteger(this.opts.channels) && this.opts.channels >= 1 && this.opts.channels <= 255)) {
@@ -135,6 +152,8 @@ export class Destination {
   }
 
   async listen(): Promise<{ host: string; port: number }> {
+    // Bad credentials stop the destination here, before it accepts anything.
+    if (this.opts.tls) this.tlsCreds = await loadServerCredentials(this.opts.tls);
     // zstd's wasm is instantiated now, so a hello that announces it never waits for it.
     for (const m of this.opts.compressionAllow) await compressionOps(m).load();
     const server = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => this.onConnection(s));
@@ -168,10 +187,19 @@ export class Destination {
       clearTimeout(h.timer);
       h.conn.destroy();
     }
-    for (const c of this.open) c.destroy();
+    for (const t of this.handshaking) abandon(t);
+    this.handshaking.clear();
+    // A connection saying its last word (a verdict, a refusal) is let finish: destroyed, its
+    // frame may still wait in a TLS socket's queue and be lost. finish() bounds the wait.
+    const finishing: Array<Promise<void>> = [];
+    for (const c of this.open) {
+      if (c.finished) finishing.push(c.finished);
+      else c.destroy();
+    }
     const server = this.server;
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
     await Promise.all([...this.migrations.values()].map((m) => m.done));
+    await Promise.all(finishing);
   }
 
   // --- accept and classify -----------------------------------------------------------------
@@ -188,23 +216,7 @@ export class Destination {
     conn.partial = () => first.buf.subarray(0, first.received);
     this.open.add(conn);
     socket.once('close', () => this.open.delete(conn));
-    const timer = setTimeout(() => {
-      if (conn.owner !== null || conn.isClosed) return;
-      const got = conn.partial().length;
-      this.refuse(
-        conn,
-        new ChannelHandshakeTimeoutError(
-          `connection #${number} from ${conn.peer}: ${got} bytes of handshake within ${this.opts.handshakeTimeoutMs} ms`,
-          {
-            connection: number,
-            peer: conn.peer,
-            channel: null,
-            expected: `a handshake within ${this.opts.handshakeTimeoutMs} ms`,
-            received: `${got} bytes`,
-          },
-        ),
-      );
-    }, this.opts.handshakeTimeoutMs);
+    const timer = setTimeout(() => this.handshakeTimeout(conn), this.opts.handshakeTimeoutMs);
     conn.onEnd(() => {
       clearTimeout(timer);
       if (conn.owner !== null) return;
@@ -213,7 +225,31 @@ export class Destination {
     conn.reader.start();
   }
 
+  /** No whole handshake (or hello) within the handshake timeout of the connection's arrival. */
+  private handshakeTimeout(conn: Connection): void {
+    if (conn.owner !== null || conn.isClosed) return;
+    const got = conn.partial().length;
+    const ms = this.opts.handshakeTimeoutMs;
+    this.refuse(
+      conn,
+      new ChannelHandshakeTimeoutError(`connection #${conn.number} from ${conn.peer}: ${got} bytes of handshake within ${ms} ms`, {
+        connection: conn.number,
+        peer: conn.peer,
+        channel: null,
+        expected: `a handshake within ${ms} ms`,
+        received: `${got} bytes`,
+      }),
+    );
+  }
+
   private classify(conn: Connection, first: Uint8Array, timer: NodeJS.Timeout): void {
+    if (conn.security === null) {
+      if (first[0] === TLS_HANDSHAKE_RECORD) {
+        this.acceptTls(conn, first, timer);
+        return;
+      }
+      if (this.tlsCreds && this.refuseClear(conn, first, timer)) return;
+    }
     const kind = classifyConnection(first);
     if (kind === 'main') {
       const decoder = new FrameDecoder(undefined, { preamble: true, peer: conn.peer, connection: conn.number });
@@ -258,6 +294,164 @@ export class Destination {
         { connection: conn.number, peer: conn.peer, channel: null, expected: '0x11223344', received: `0x${magic.toString(16).padStart(8, '0')}`, field: 'magic' },
       ),
     );
+  }
+
+  // --- TLS --------------------------------------------------------------------------------
+
+  /**
+   * A TLS ClientHello: without credentials it is refused, in clear; with them the TLS socket
+   * takes the connection over (the 4 bytes read so far are put back for it), and once its
+   * handshake is done the decrypted bytes are classified as any connection's are. The
+   * handshake timeout of the connection covers the TLS handshake too.
+   */
+  private acceptTls(raw: Connection, first: Uint8Array, timer: NodeJS.Timeout): void {
+    clearTimeout(timer);
+    const creds = this.tlsCreds;
+    const where = { connection: raw.number, peer: raw.peer, channel: null };
+    if (!creds) {
+      const err = new TlsNotConfiguredError(
+        `connection #${raw.number} from ${raw.peer}: the source opened TLS, but this destination has no TLS credentials (give it --tls-cert/--tls-key or --tls-psk, or migrate in clear)`,
+        { ...where, expected: 'a connection in clear', received: 'a TLS ClientHello' },
+      );
+      this.report(err, null, false);
+      raw.owner = 'refused';
+      // In clear: the source's TLS layer reads it as a record of no TLS version, which says "no TLS here".
+      raw.finish(encodeJsonFrame(FrameType.Failed, err.toJSON()));
+      return;
+    }
+    raw.owner = 'tls';
+    raw.offEnd();
+    raw.reader.pause();
+    raw.reader.use(new HoldReader());
+    raw.socket.unshift(Buffer.from(first));
+    let inner: Connection | null = null;
+    const ms = this.opts.handshakeTimeoutMs;
+    const tlsTimer = setTimeout(
+      () => {
+        if (inner) {
+          this.handshakeTimeout(inner);
+          return;
+        }
+        abandon(socket);
+        this.handshaking.delete(socket);
+        this.report(
+          new TlsHandshakeFailedError(`connection #${raw.number} from ${raw.peer}: no TLS handshake within ${ms} ms`, {
+            ...where,
+            expected: `a TLS handshake within ${ms} ms`,
+            received: 'an unfinished one',
+          }),
+          null,
+          false,
+        );
+      },
+      Math.max(1, raw.acceptedAt + ms - Date.now()),
+    );
+    const socket = secureServer(raw.socket, creds, {
+      connection: raw.number,
+      peer: raw.peer,
+      secure: (s, info) => {
+        this.handshaking.delete(s);
+        inner = this.onSecure(raw, s, info, tlsTimer);
+      },
+      refused: (err, open) => {
+        clearTimeout(tlsTimer);
+        this.handshaking.delete(socket);
+        this.report(err, null, false);
+        // The handshake is done but its client refused: say why over TLS, then close.
+        if (open) this.finishTls(raw.number, open, encodeJsonFrame(FrameType.Failed, err.toJSON()));
+      },
+    });
+    this.handshaking.add(socket);
+    socket.once('close', () => {
+      this.handshaking.delete(socket);
+      if (!inner) clearTimeout(tlsTimer);
+    });
+  }
+
+  /** TLS is up: the connection starts again over the TLS socket, from its first decrypted byte. */
+  private onSecure(raw: Connection, socket: tls.TLSSocket, info: TlsInfo, timer: NodeJS.Timeout): Connection {
+    // The TLS connection stands for it now (closing the TCP socket under it would cut it short).
+    this.open.delete(raw);
+    let conn!: Connection;
+    const first = new FixedReader(new Uint8Array(4), (b) => this.classify(conn, b, timer));
+    conn = new Connection(raw.number, socket, first, (err) => this.readError(conn, err), info);
+    conn.partial = () => first.buf.subarray(0, first.received);
+    this.open.add(conn);
+    socket.once('close', () => this.open.delete(conn));
+    conn.onEnd(() => {
+      clearTimeout(timer);
+      if (conn.owner !== null) return;
+      if (conn.partial().length > 0) {
+        this.shortHandshake(conn);
+        return;
+      }
+      // In TLS 1.3 a source that refuses our certificate finds out after its side of the
+      // handshake is done, and just closes.
+      this.refuse(
+        conn,
+        new TlsHandshakeFailedError(
+          `connection #${conn.number} from ${conn.peer}: the source closed the connection right after the TLS handshake (it may not trust this destination's certificate, or not the host name it names)`,
+          { connection: conn.number, peer: conn.peer, channel: null, expected: 'a handshake after TLS', received: 'connection closed' },
+        ),
+      );
+    });
+    conn.reader.start();
+    return conn;
+  }
+
+  /**
+   * In clear at a destination that requires TLS. A main channel is told so in clear (its
+   * source reports MIGRATION_TLS_REQUIRED); a multifd channel is read up to its id, to name
+   * it. Garbage (false) is left to the bad-magic refusal.
+   */
+  private refuseClear(conn: Connection, first: Uint8Array, timer: NodeJS.Timeout): boolean {
+    const kind = classifyConnection(first);
+    const where = { connection: conn.number, peer: conn.peer };
+    const mode = this.tlsCreds!.mode;
+    if (kind === 'main') {
+      clearTimeout(timer);
+      this.refuseMain(
+        conn,
+        new TlsRequiredError(`main channel from ${conn.peer}: this destination requires TLS (${mode}), the source connected in clear`, {
+          ...where,
+          channel: null,
+          expected: `TLS (${mode})`,
+          received: 'a main channel in clear',
+        }),
+      );
+      return true;
+    }
+    if (kind !== 'multifd') return false;
+    const buf = new Uint8Array(HANDSHAKE_SIZE);
+    buf.set(first);
+    const rest = new FixedReader(buf.subarray(4), () => {
+      clearTimeout(timer);
+      conn.reader.pause();
+      conn.reader.use(new HoldReader());
+      const id = claimedChannelId(buf);
+      const err = new TlsRequiredError(`${channelPrefix({ ...where, channel: id })}this destination requires TLS (${mode}), the channel connected in clear`, {
+        ...where,
+        channel: id,
+        expected: `TLS (${mode})`,
+        received: 'a multifd handshake in clear',
+      });
+      // Not attributable: bytes in clear prove nothing of whose they are. The source knows its own.
+      this.report(err, null, false);
+      conn.owner = 'refused';
+      conn.finish(encodeJsonFrame(FrameType.Failed, err.toJSON()));
+    });
+    conn.partial = () => buf.subarray(0, 4 + rest.received);
+    conn.reader.use(rest);
+    return true;
+  }
+
+  /** A last frame over a TLS connection refused after its handshake, then close. */
+  private finishTls(number: number, socket: tls.TLSSocket, last: Uint8Array): void {
+    const conn = new Connection(number, socket, new DiscardReader(), () => {});
+    conn.owner = 'refused';
+    this.open.add(conn);
+    socket.once('close', () => this.open.delete(conn));
+    conn.finish(last);
   }
 
   /** The peer closed before a whole handshake (or hello). */

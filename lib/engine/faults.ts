@@ -10,7 +10,18 @@ import { MULTIFD_VERSION, encodeHandshake } from '../protocol';
  */
 export type FaultKind =
   | 'uuid' | 'dup' | 'id' | 'id-big' | 'magic' | 'version' | 'truncate' | 'stall'
-  | 'drop' | 'bad-header' | 'slow';
+  | 'drop' | 'bad-header' | 'slow'
+  | TlsFaultKind;
+
+/**
+ * TLS faults (the migration must use TLS): channel K connects in clear (`tls-clear`), checks
+ * the destination's certificate for another host name (`tls-hostname`), or presents no client
+ * certificate (`tls-anon`).
+ */
+export const TLS_FAULTS = ['tls-clear', 'tls-hostname', 'tls-anon'] as const;
+export type TlsFaultKind = (typeof TLS_FAULTS)[number];
+/** The host name channel K checks under `tls-hostname` (.invalid: never anyone's, RFC 2606). */
+export const TLS_FAULT_HOSTNAME = 'wrong-host.invalid';
 
 export const HEADER_FAULTS = ['normal_pages', 'offset', 'ramblock', 'short-payload'] as const;
 export type HeaderFault = (typeof HEADER_FAULTS)[number];
@@ -54,6 +65,11 @@ export function parseFault(spec: string, channels: number): Fault {
       return { channel, kind };
     case 'id-big':
       return { channel, kind };
+    case 'tls-clear':
+    case 'tls-hostname':
+    case 'tls-anon':
+      if (num !== undefined || arg !== undefined) break;
+      return { channel, kind };
     case 'truncate':
       return { channel, kind, n: bytes('BYTES', 20) };
     case 'drop':
@@ -72,7 +88,7 @@ export function parseFault(spec: string, channels: number): Fault {
     }
   }
   throw new ConfigInvalidError(
-    `--inject ${spec}: unknown fault; expected uuid, dup, id-N, id-big, magic, version, truncate[:BYTES], stall, drop:BYTES, bad-header:FIELD or slow:RATE`,
+    `--inject ${spec}: unknown fault; expected uuid, dup, id-N, id-big, magic, version, truncate[:BYTES], stall, drop:BYTES, bad-header:FIELD, slow:RATE, tls-clear, tls-hostname or tls-anon`,
   );
 }
 

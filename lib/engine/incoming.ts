@@ -163,6 +163,7 @@ class DestChannel implements PacketSink {
       connection: this.conn.number,
       peer: this.conn.peer,
       times: { ...this.times },
+      security: this.conn.security?.description ?? null,
       bytes: this.reader.bytes,
       payloadBytes: this.reader.payloadBytes,
       pages: this.reader.pages,
@@ -300,6 +301,7 @@ export class IncomingMigration {
     conn.owner = this;
     this.life.socket(conn.socket);
     ch.times.connected = conn.acceptedAt;
+    ch.times.secured = conn.security?.securedAt ?? null;
     ch.times.accepted = Date.now();
     conn.onEnd(() => this.onChannelEnd(ch));
     this.events.emit('channel', { channel: id, state: 'accepted', connection: conn.number, peer: conn.peer });
@@ -609,6 +611,7 @@ export class IncomingMigration {
       peer: this.main.peer,
       channelCount: this.channelCount,
       compression: this.hello.compression,
+      tls: this.main.security?.mode ?? null,
       round: this.round,
       ramSize: this.guest.ramSize,
       transferred,

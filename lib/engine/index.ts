@@ -8,3 +8,4 @@ export { IncomingMigration, type IncomingResult, type Rejection } from './incomi
 export { parseFault, type Fault, type FaultKind } from './faults';
 export { splitHostPort, joinHostPort } from './address';
 export type { EventListener } from './emitter';
+export { type TlsServerConfig } from './tls';

@@ -6,6 +6,12 @@
  * server accepts. For those, the same internal slots that `onread` fills are set on the
  * accepted (paused) socket before it starts reading. When this Node does not have them,
  * we fall back to 'data' events and one copy into the same regions: slower, same result.
+ *
+ * A TLS socket has the same slots (its TLSWrap is a stream like TCP's): decrypted bytes are
+ * copied once from the TLS engine into the consumer's region. But one read of the TCP
+ * stream can yield several records, and a chunk in 'data' mode can run past the point where
+ * the consumer paused (a SYNC): bytes that come while paused are held here, in order, and
+ * handed to the consumer when it starts again, never written to its region early.
  */
 import type { Socket } from 'node:net';
 
@@ -39,6 +45,12 @@ function findSlots(socket: Socket): OnreadSlots | null {
   return { kBuffer, kBufferCb, kBufferGen };
 }
 
+/**
+ * Where reads land while a reader is paused (zero-copy mode). One for all readers: each read
+ * is copied out in its own callback, before any other socket's read.
+ */
+const STAGING = new Uint8Array(64 * 1024);
+
 /** Where each consumer's bytes come from; one per connection, consumers change over its life. */
 export class SocketReader {
   private consumer: ReadConsumer;
@@ -49,10 +61,16 @@ export class SocketReader {
   private slots: OnreadSlots | null;
   /** The region the kernel will fill on its next read (zero-copy mode). */
   private armed: Uint8Array | null = null;
+  /** Paused by the consumer: what still arrives is held, not given to it. */
+  private paused = false;
+  /** Bytes that arrived while paused, in order. */
+  private readonly held: Uint8Array[] = [];
+  private draining = false;
 
   /**
    * `socket` must be freshly accepted with `pauseOnConnect: true` (or just connected and
-   * not yet read from), so no byte has been consumed yet.
+   * not yet read from, or a TLS socket just after its handshake, paused), so no byte has
+   * been consumed yet.
    */
   constructor(
     private readonly socket: Socket,
@@ -63,13 +81,15 @@ export class SocketReader {
     const slots = findSlots(socket);
     this.slots = slots;
     this.zeroCopy = slots !== null;
+    // A TLS socket made after its handshake may hold decrypted bytes already: they come first.
+    for (let b: Buffer | null; socket.readableLength > 0 && (b = socket.read() as Buffer | null) !== null; ) this.held.push(b);
     if (slots) {
       const s = socket as unknown as Record<symbol, unknown>;
-      s[slots.kBufferGen] = () => (this.armed = this.region());
-      s[slots.kBufferCb] = (n: number) => this.onBytes(n);
+      s[slots.kBufferGen] = () => (this.armed = this.paused ? this.stage() : this.region());
+      s[slots.kBufferCb] = (n: number) => (this.armed === STAGING ? this.hold(this.armed.slice(0, n)) : this.onBytes(n));
       this.arm();
     } else {
-      socket.on('data', (chunk: Buffer) => this.copyIn(chunk));
+      socket.on('data', (chunk: Buffer) => (this.paused || this.held.length > 0 ? this.hold(chunk) : this.copyIn(chunk)));
     }
   }
 
@@ -83,6 +103,16 @@ export class SocketReader {
    * region the kernel holds is stale, so it is armed again with the consumer's.
    */
   start(): void {
+    this.paused = false;
+    if (this.held.length > 0) {
+      // Held bytes go first, and not from inside whoever called start() (often another
+      // reader's consumer): the socket stays paused until they are delivered.
+      if (!this.draining) {
+        this.draining = true;
+        queueMicrotask(() => this.drain());
+      }
+      return;
+    }
     if (this.slots && !this.failed) {
       const want = this.region();
       const had = this.armed;
@@ -91,6 +121,28 @@ export class SocketReader {
       }
     }
     this.socket.resume();
+  }
+
+  private drain(): void {
+    this.draining = false;
+    while (this.held.length > 0 && !this.paused && !this.failed && !this.socket.destroyed) {
+      this.copyIn(this.held.shift()!);
+    }
+    if (this.socket.destroyed) {
+      this.held.length = 0;
+      return;
+    }
+    if (this.failed) this.held.length = 0;
+    if (!this.paused) this.start();
+  }
+
+  private hold(bytes: Uint8Array): boolean {
+    this.held.push(bytes);
+    return true;
+  }
+
+  private stage(): Uint8Array {
+    return STAGING;
   }
 
   private arm(region: Uint8Array = this.region()): void {
@@ -103,6 +155,9 @@ export class SocketReader {
   }
 
   pause(): void {
+    this.paused = true;
+    // A read already under way (TLS: the rest of a record batch) lands in staging, not in the consumer's region.
+    if (this.slots && !this.failed && this.armed !== STAGING) this.arm(STAGING);
     this.socket.pause();
   }
 
@@ -131,9 +186,14 @@ export class SocketReader {
     return true;
   }
 
-  private copyIn(chunk: Buffer): void {
+  private copyIn(chunk: Uint8Array): void {
     let off = 0;
     while (off < chunk.length && !this.failed) {
+      if (this.paused) {
+        // Paused mid-chunk: the rest waits, ahead of anything held after it.
+        this.held.unshift(chunk.subarray(off));
+        return;
+      }
       let region: Uint8Array;
       try {
         region = this.consumer.next();

@@ -3,14 +3,24 @@
  * told to inject), then writes packets with socket backpressure respected.
  */
 import net from 'node:net';
-import type { ChannelSnapshot, ChannelState } from '../contracts';
+import { FailedSchema, type ChannelSnapshot, type ChannelState } from '../contracts';
 import { ChannelClosedError, ConnectFailedError, MigrationError, type SerializedError } from '../errors';
-import { uuidToBytes } from '../protocol';
-import { faultyHandshake, type Fault } from './faults';
+import { FrameDecoder, FrameType, decodeJsonPayload, uuidToBytes } from '../protocol';
+import { TLS_FAULT_HOSTNAME, faultyHandshake, type Fault } from './faults';
+import { secureClient, tlsFailure, type TlsClientCredentials } from './tls';
 import type { Compressor } from './compression';
 import type { OutPacket } from './packer';
 import type { RateLimiter } from './ratelimit';
 import { RateMeter, emptyTimes, type ChannelTimes } from './stats';
+
+/** TLS for a channel: the migration's credentials, and the destination's host from --to. */
+export interface ChannelTls {
+  creds: TlsClientCredentials;
+  host: string;
+}
+
+/** What the destination may say on a multifd channel (a Failed frame when it refuses it): read up to this much. */
+const REFUSAL_MAX_BYTES = 64 * 1024;
 
 export interface ChannelHooks {
   state(ch: SourceChannel, state: ChannelState): void;
@@ -34,6 +44,15 @@ export class SourceChannel {
   syncs = 0;
   error: SerializedError | null = null;
   slow = false;
+  /** What protects the channel once its TLS handshake is done ("TLSv1.3 ... x509"), null in clear. */
+  security: string | null = null;
+  /** Why the destination refused this channel, when it said so on the channel itself. */
+  private refusal: MigrationError | null = null;
+  private inbound: FrameDecoder | null = null;
+  private inboundBytes = 0;
+  private tlsMode: 'x509' | 'psk' | null = null;
+  /** A client certificate went with this channel's handshake. */
+  private presentedCert = false;
   /** The peer address the destination accepted as this channel (undefined until it says). */
   acceptedAs: string | null | undefined = undefined;
   readonly meter = new RateMeter();
@@ -72,21 +91,49 @@ export class SourceChannel {
     this.hooks.state(this, state);
   }
 
-  /** Connects and sends the handshake. Resolves once the handshake is written. */
-  async open(host: string, port: number, uuid: string, channels: number, timeoutMs: number, track: (s: net.Socket) => void): Promise<void> {
+  /**
+   * Connects, secures the connection with TLS when `tls` is given (connect and TLS handshake
+   * each within `timeoutMs`), and sends the handshake. Resolves once the handshake is written.
+   */
+  async open(
+    host: string,
+    port: number,
+    uuid: string,
+    channels: number,
+    timeoutMs: number,
+    track: (s: net.Socket) => void,
+    tls: ChannelTls | null = null,
+  ): Promise<void> {
     this.times.connecting = Date.now();
     this.setState('connecting');
-    const socket = await connect(host, port, timeoutMs, track, this.id);
-    this.socket = socket;
+    let socket = await connect(host, port, timeoutMs, track, this.id);
     this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
     this.local = `${socket.localAddress}:${socket.localPort}`;
     socket.setNoDelay(true);
     this.times.connected = Date.now();
+    if (tls && this.fault?.kind !== 'tls-clear') {
+      this.setState('tls');
+      const secured = await secureClient(socket, tls.creds, {
+        channel: this.id,
+        host: tls.host,
+        port,
+        timeoutMs,
+        track,
+        hostname: this.fault?.kind === 'tls-hostname' ? TLS_FAULT_HOSTNAME : undefined,
+        anonymous: this.fault?.kind === 'tls-anon',
+      });
+      socket = secured.socket;
+      this.tlsMode = tls.creds.mode;
+      this.presentedCert = tls.creds.hasCert && this.fault?.kind !== 'tls-anon';
+      this.security = secured.info.description;
+      this.times.secured = secured.info.securedAt;
+    }
+    this.socket = socket;
     this.lastProgress = Date.now();
     socket.on('error', (err) => this.onLost(err));
     socket.on('close', () => this.onLost(null));
-    // Nothing is expected from the destination on a multifd channel; reading keeps a FIN visible.
-    socket.on('data', () => {});
+    // The destination says nothing on a multifd channel but why it refuses it; reading keeps a FIN visible.
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
     const hs = this.handshakeBytes(uuid, channels);
     if (hs === null) return; // stall: connect, send nothing
     await new Promise<void>((resolve) => socket.write(hs, () => resolve()));
@@ -246,9 +293,39 @@ export class SourceChannel {
     // After an injected stream fault the close is ours; what the destination found is the error.
     if (this.retired || this.faulted) return;
     this.retired = true;
+    // In TLS 1.3 the destination's verdict on our certificate can come after our side of the
+    // handshake, as an alert: that, or the refusal it wrote here, is the error, not the close.
+    const tls = err && this.tlsMode ? tlsFailure(err, { channel: this.id, peer: this.peer, mode: this.tlsMode, expectedHost: null, hasCert: this.presentedCert, phase: 'stream' }) : null;
+    if (this.refusal || tls) {
+      this.hooks.lost(this, (this.refusal ?? tls)!);
+      return;
+    }
     const e = this.closedError();
     const detail = err ? `${e.message} (${(err as NodeJS.ErrnoException).code ?? err.message})` : e.message;
     this.hooks.lost(this, new ChannelClosedError(detail, { channel: this.id, peer: this.peer, cause: err ?? undefined }));
+  }
+
+  /** Bytes from the destination: only a Failed frame (its refusal) means anything here. */
+  private onData(chunk: Buffer): void {
+    if (this.refusal || this.inboundBytes >= REFUSAL_MAX_BYTES) return;
+    this.inboundBytes += chunk.length;
+    try {
+      for (const f of (this.inbound ??= new FrameDecoder(REFUSAL_MAX_BYTES)).push(chunk)) {
+        if (f.type !== FrameType.Failed) continue;
+        const r = FailedSchema.safeParse(decodeJsonPayload(f));
+        if (!r.success) continue;
+        const why = r.data;
+        this.refusal = MigrationError.fromJSON({
+          ...why,
+          channel: this.id,
+          message: `channel ${this.id}${this.peer ? ` to ${this.peer}` : ''}: refused by the destination: ${why.message}`,
+        });
+        return;
+      }
+    } catch {
+      // Not frames: nothing the destination sends here is data; the close will speak.
+      this.inboundBytes = REFUSAL_MAX_BYTES;
+    }
   }
 
   snapshot(): ChannelSnapshot {
@@ -259,6 +336,7 @@ export class SourceChannel {
       connection: null,
       peer: this.peer,
       times: { ...this.times },
+      security: this.security,
       bytes: this.bytes,
       payloadBytes: this.payloadBytes,
       pages: this.pages,

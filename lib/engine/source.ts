@@ -54,7 +54,9 @@ import { Deferred, Lifetime } from './lifetime';
 import { RoundPacker, compressedPacket, syncPacket, type PageSet } from './packer';
 import { compressionOps, type CompressionOps } from './compression';
 import { RateLimiter } from './ratelimit';
-import { SourceChannel, connect } from './source-channel';
+import { SourceChannel, connect, type ChannelTls } from './source-channel';
+import { TLS_FAULTS } from './faults';
+import { loadClientCredentials, secureClient, tlsFailure, type TlsClientCredentials, type TlsInfo } from './tls';
 import { RateMeter } from './stats';
 import { splitHostPort } from './address';
 import type { z } from 'zod';
@@ -138,6 +140,9 @@ export class SourceMigration {
   /** The guest's pause in flight, so a failure meanwhile can wait for it and resume. */
   private pausing: Promise<Uint8Array> | null = null;
   private readonly compression: CompressionOps;
+  /** Loaded at the start of run() when config.tls is set. */
+  private tls: TlsClientCredentials | null = null;
+  private mainSecurity: TlsInfo | null = null;
 
   // figures
   private round = 0;
@@ -230,17 +235,26 @@ export class SourceMigration {
     const cfg = this.config;
     const { host, port } = splitHostPort(cfg.destination);
     const setupTimer = this.life.timeout(cfg.setupTimeoutMs, () => this.onSetupTimeout());
+    // Credentials are read once, before anything connects: a bad file fails here.
+    await this.loadTls();
     this.hashes = await PageHashes.create(this.guest.blocks);
     await this.prepareCompression();
     if (this.guest.state === 'created') await this.guest.start();
 
     // Main channel first; channels follow once the destination has taken the hello, so a
     // destination never sees our channels before it knows our migration.
-    const main = await this.life.until(connect(host, port, cfg.connectTimeoutMs, (s) => this.life.socket(s), null));
-    this.main = main;
+    let main = await this.life.until(connect(host, port, cfg.connectTimeoutMs, (s) => this.life.socket(s), null));
     main.setNoDelay(true);
+    if (this.tls) {
+      const secured = await this.life.until(
+        secureClient(main, this.tls, { channel: null, host, port, timeoutMs: cfg.connectTimeoutMs, track: (s) => this.life.socket(s) }),
+      );
+      main = secured.socket;
+      this.mainSecurity = secured.info;
+    }
+    this.main = main;
     main.on('data', (chunk: Buffer) => this.onMainData(chunk));
-    main.on('error', () => this.onMainClosed());
+    main.on('error', (err) => this.onMainError(err));
     main.on('close', () => this.onMainClosed());
     const hello: Hello = {
       uuid: this.guest.uuid,
@@ -258,11 +272,12 @@ export class SourceMigration {
     this.life.interval(this.tickMs, () => this.tick());
     await this.life.until(this.helloAck.promise);
 
+    const channelTls: ChannelTls | null = this.tls ? { creds: this.tls, host } : null;
     await this.life.until(
       Promise.all(
         this.channels.map((ch) =>
           ch
-            .open(host, port, this.guest.uuid, cfg.channels, cfg.connectTimeoutMs, (s) => this.life.socket(s))
+            .open(host, port, this.guest.uuid, cfg.channels, cfg.connectTimeoutMs, (s) => this.life.socket(s), channelTls)
             .then(() => this.checkAccepted(ch)),
         ),
       ),
@@ -349,6 +364,29 @@ export class SourceMigration {
     this.verified = true;
     // The destination runs the guest now: only then does the source stop its copy.
     await this.finish('completed', null);
+  }
+
+  /** Reads and checks the TLS credentials; TLS faults need TLS. */
+  private async loadTls(): Promise<void> {
+    const tlsFault = [...this.channels].find((ch) => ch.fault && (TLS_FAULTS as readonly string[]).includes(ch.fault.kind));
+    if (!this.config.tls) {
+      if (tlsFault) {
+        throw new ConfigInvalidError(`fault ch${tlsFault.id}:${tlsFault.fault!.kind} needs a migration over TLS`, {
+          field: 'inject',
+          expected: 'TLS credentials',
+          received: 'a migration in clear',
+        });
+      }
+      return;
+    }
+    this.tls = await this.life.until(loadClientCredentials(this.config.tls));
+    if (tlsFault?.fault?.kind === 'tls-anon' && !this.tls.hasCert) {
+      throw new ConfigInvalidError(`fault ch${tlsFault.id}:tls-anon leaves out a client certificate, and this migration has none`, {
+        field: 'inject',
+        expected: 'a client certificate',
+        received: 'none',
+      });
+    }
   }
 
   /** Loads the method (zstd's wasm) and gives each channel its compressor; checks the level. */
@@ -623,9 +661,17 @@ export class SourceMigration {
       case FrameType.Verified:
         this.verdict.resolve(this.parse(VerifiedSchema, f).digest);
         return;
-      case FrameType.Failed:
-        this.fail(MigrationError.fromJSON(this.parse(FailedSchema, f)));
+      case FrameType.Failed: {
+        const why = this.parse(FailedSchema, f);
+        // Refused before the hello was taken: it is the main channel that was refused (TLS).
+        const main = !this.helloAck.settled && why.code.startsWith('MIGRATION_TLS_');
+        this.fail(
+          main
+            ? MigrationError.fromJSON({ ...why, channel: null, message: `main channel to ${this.mainPeer() ?? this.config.destination}: refused by the destination: ${why.message}` })
+            : MigrationError.fromJSON(why),
+        );
         return;
+      }
       case FrameType.Abort: {
         const a = this.parse(AbortSchema, f);
         this.fail(new RemoteFailedError(`destination aborted: ${a.message}`, { peer: this.mainPeer(), received: a.code }));
@@ -658,6 +704,15 @@ export class SourceMigration {
     ch.times.accepted = Date.now();
     ch.setState('accepted');
     if (++this.accepted === this.channels.length) this.allAccepted.resolve();
+  }
+
+  /** TLS 1.3: the destination's verdict on our certificate can arrive after our handshake, as an alert. */
+  private onMainError(err: Error): void {
+    if (this.isTerminal() || this.state === 'cancelling') return;
+    const mode = this.mainSecurity?.mode;
+    const tls = mode ? tlsFailure(err, { channel: null, peer: this.mainPeer() ?? this.config.destination, mode, expectedHost: null, hasCert: this.tls?.hasCert ?? false, phase: 'stream' }) : null;
+    if (tls) this.fail(tls);
+    else this.onMainClosed();
   }
 
   private onMainClosed(): void {
@@ -720,6 +775,7 @@ export class SourceMigration {
       peer: this.config.destination,
       channelCount: this.channels.length,
       compression: this.config.compression,
+      tls: this.config.tls?.mode ?? null,
       round: this.round,
       ramSize: this.guest.ramSize,
       transferred: this.transferred,

@@ -12,6 +12,7 @@ import { ensureTokenFile, readTokenFile } from '../auth';
 import { EXIT_OK, UsageError, ms, oneOf, parsed } from './args';
 import { makeOutput, reportProcess } from './output';
 import { serving } from './serve';
+import { TLS_OPTIONS, tlsBothFrom, tlsUsage } from './tls-args';
 
 export const AGENT_USAGE = `usage: multifd agent --listen HOST:PORT [options]
 
@@ -22,7 +23,7 @@ export const AGENT_USAGE = `usage: multifd agent --listen HOST:PORT [options]
                                 made at first start (its path is printed, never the token)
   --data-dir DIR                history and the made token (default ./data/agent-<name>)
   --timeout-ms MS               incoming channel-setup and handshake timeout (default 10000)
-  --events ndjson               one JSON line per event on stdout (first: {"type":"listening"})
+${tlsUsage('both', 32)}  --events ndjson               one JSON line per event on stdout (first: {"type":"listening"})
 `;
 
 export async function agentCommand(argv: string[]): Promise<number> {
@@ -37,6 +38,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
       'token-file': { type: 'string' },
       'data-dir': { type: 'string' },
       'timeout-ms': { type: 'string' },
+      ...TLS_OPTIONS,
       events: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -51,6 +53,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
     ? parsed('migration-listen', values['migration-listen'], (s) => splitHostPort(s, '--migration-listen'))!
     : { host: control.host, port: control.port === 0 ? 0 : control.port + 1 };
   if (migration.port > 65535) throw new UsageError('--migration-listen is required when --listen uses port 65535');
+  const tls = tlsBothFrom(values);
   const name = values.name?.trim() || os.hostname();
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) throw new UsageError('--name must be 1 to 64 letters, digits, dots, dashes or underscores');
   const dataDir = path.resolve(values['data-dir'] ?? path.join('data', `agent-${name}`));
@@ -76,6 +79,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
     token,
     dataDir,
     timeoutMs: ms('timeout-ms', values['timeout-ms']),
+    tls,
   });
   agent.registry.onBatch((b) => {
     for (const e of b.events) out.event(e);

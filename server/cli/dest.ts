@@ -10,6 +10,7 @@ import { formatBytes } from '../../lib/guest';
 import { EXIT_FAILED, EXIT_OK, UsageError, compressionList, int, ms, oneOf, parsed } from './args';
 import { makeOutput, reportProcess } from './output';
 import { serving } from './serve';
+import { TLS_OPTIONS, tlsServerFrom, tlsUsage } from './tls-args';
 import { uuidToBytes } from '../../lib/protocol';
 
 export const DEST_USAGE = `usage: multifd dest --listen HOST:PORT [options]
@@ -22,7 +23,7 @@ export const DEST_USAGE = `usage: multifd dest --listen HOST:PORT [options]
   --no-progress-timeout-ms MS a channel holding up a sync round fails the migration (default 10000)
   --compression-allow LIST    compression methods a source may use, comma-separated
                               (default none,zlib,zstd); another is refused by name
-  --once                      exit after the first migration: 0 when verified, 1 otherwise
+${tlsUsage('destination')}  --once                      exit after the first migration: 0 when verified, 1 otherwise
   --events ndjson             one JSON event per line on stdout (first line: {"type":"listening"})
 `;
 
@@ -41,6 +42,7 @@ export async function destCommand(argv: string[]): Promise<number> {
       'tick-ms': { type: 'string' },
       once: { type: 'boolean' },
       'compression-allow': { type: 'string' },
+      ...TLS_OPTIONS,
       events: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -65,6 +67,7 @@ export async function destCommand(argv: string[]): Promise<number> {
     noProgressTimeoutMs: ms('no-progress-timeout-ms', values['no-progress-timeout-ms']),
     tickMs: int('tick-ms', values['tick-ms'], 10, 10_000),
     compressionAllow: compressionList('compression-allow', values['compression-allow']),
+    tls: tlsServerFrom(values),
   });
   dest.onEvent((e) => out.event(e));
   const arrived: Guest[] = [];

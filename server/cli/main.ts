@@ -55,7 +55,8 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`multifd ${name}: ${(err as Error).message}\n\n${cmd.usage}`);
       return EXIT_USAGE;
     }
-    if (isMigrationError(err) && err.code === 'MIGRATION_CONFIG_INVALID') {
+    // Bad config, unreadable TLS files included: say what is wrong, exit 2, no stack.
+    if (isMigrationError(err) && (err.code === 'MIGRATION_CONFIG_INVALID' || err.code === 'MIGRATION_TLS_CREDENTIALS_INVALID')) {
       process.stderr.write(`multifd ${name}: ${err.message}\n`);
       return EXIT_USAGE;
     }

@@ -9,6 +9,7 @@ import { SourceMigration, parseFault, splitHostPort, type Fault } from '../../li
 import { Guest, parseBytesPerSecond, parseSize, parseWorkload } from '../../lib/guest';
 import { EXIT_FAILED, EXIT_OK, UsageError, int, ms, oneOf, parsed } from './args';
 import { makeOutput, reportProcess } from './output';
+import { TLS_OPTIONS, tlsClientFrom, tlsUsage } from './tls-args';
 
 export const MIGRATE_USAGE = `usage: multifd migrate --to HOST:PORT [options]
 
@@ -26,14 +27,16 @@ export const MIGRATE_USAGE = `usage: multifd migrate --to HOST:PORT [options]
   --auto-converge             throttle the guest's vCPU when pre-copy does not converge, as hard as
                               the distance from convergence asks (lifted when the migration ends)
   --timeout-ms MS             channel-setup timeout (default 10000)
-  --connect-timeout-ms MS     per connection (default 10000)
+  --connect-timeout-ms MS     per connection, and again for its TLS handshake (default 10000)
   --no-progress-timeout-ms MS a channel that stops moving fails the migration (default 10000)
   --verify-timeout-ms MS      wait for the destination's verdict (default 60000)
   --compression none|zlib|zstd  compress page payloads, announced in the hello (default none)
   --compression-level N       zlib 1-9, zstd 1-19 (default 1)
-  --inject chK:KIND[:ARG]     inject a fault on channel K (repeatable): uuid, dup, id-N, id-big,
+${tlsUsage('source')}  --inject chK:KIND[:ARG]     inject a fault on channel K (repeatable): uuid, dup, id-N, id-big,
                               magic, version, truncate[:BYTES], stall, drop:BYTES, slow:RATE,
-                              bad-header:normal_pages|offset|ramblock|short-payload
+                              bad-header:normal_pages|offset|ramblock|short-payload; with TLS:
+                              tls-clear (K connects in clear), tls-hostname (K checks another
+                              host name), tls-anon (K presents no client certificate)
   --events ndjson             one JSON event per line on stdout
 `;
 
@@ -59,6 +62,7 @@ export async function migrateCommand(argv: string[]): Promise<number> {
       'verify-timeout-ms': { type: 'string' },
       'tick-ms': { type: 'string' },
       inject: { type: 'string', multiple: true },
+      ...TLS_OPTIONS,
       compression: { type: 'string' },
       'compression-level': { type: 'string' },
       events: { type: 'string' },
@@ -86,6 +90,7 @@ export async function migrateCommand(argv: string[]): Promise<number> {
     verifyTimeoutMs: ms('verify-timeout-ms', values['verify-timeout-ms']),
     compression: oneOf('compression', values.compression, COMPRESSION_METHODS),
     compressionLevel: int('compression-level', values['compression-level'], 1, 19),
+    tls: tlsClientFrom(values),
   };
   const cfg = MigrationConfigSchema.safeParse(cfgIn);
   if (!cfg.success) throw new UsageError(formatIssues(cfg.error));
@@ -97,6 +102,8 @@ export async function migrateCommand(argv: string[]): Promise<number> {
   });
   if (!guestCfg.success) throw new UsageError(formatIssues(guestCfg.error));
   const faults: Fault[] = (values.inject ?? []).map((s) => parsed('inject', s, (x) => parseFault(x, cfg.data.channels))!);
+  const tlsFault = faults.find((f) => f.kind.startsWith('tls-'));
+  if (tlsFault && !cfg.data.tls) throw new UsageError(`--inject ch${tlsFault.channel}:${tlsFault.kind} needs TLS (--tls-ca ... or --tls-psk)`);
   const mode = oneOf('events', values.events, ['ndjson'] as const) ?? 'human';
   const tickMs = int('tick-ms', values['tick-ms'], 10, 10_000);
 
