@@ -109,7 +109,9 @@ const bin = (name) => path.join(root, 'node_modules', '.bin', name);
 await step('typecheck', bin('tsc'), ['--noEmit', '-p', '.']);
 // The integration tests migrate real QEMU guests: qemu-system-x86 from Debian when missing.
 inline('qemu-system-x86 for the QEMU tests', ensureQemu);
-await step('unit and integration tests', process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...testFiles(['lib', 'server', 'bench'])]);
+const unitOk = await step('unit and integration tests', process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...testFiles(['lib', 'server', 'bench'])]);
+// `npm run test:unit`: this far only.
+if (process.argv.includes('--unit')) process.exit(unitOk && results.every((r) => r.status === 'ok') ? 0 : 1);
 
 // The summary is printed however this ends: ensureChromium() exits (code 1) with the exact
 // command to run when chromium is missing and this is not root.

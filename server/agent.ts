@@ -12,7 +12,7 @@
  */
 import http from 'node:http';
 import os from 'node:os';
-import type { TlsClient } from '../lib/contracts';
+import type { Compression, TlsClient } from '../lib/contracts';
 import { Destination, joinHostPort } from '../lib/engine';
 import type { TlsServerConfig } from '../lib/engine/tls';
 import { createApi } from './api';
@@ -40,6 +40,8 @@ export interface AgentOptions {
    * `client` for the ones this agent starts. Null: in clear.
    */
   tls?: { server: TlsServerConfig; client: TlsClient } | null;
+  /** Compression methods arriving migrations may use (default all). */
+  compressionAllow?: Compression[];
 }
 
 export interface RunningAgent {
@@ -65,6 +67,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     setupTimeoutMs: opts.timeoutMs,
     handshakeTimeoutMs: opts.timeoutMs,
     tls: opts.tls?.server ?? null,
+    compressionAllow: opts.compressionAllow,
   });
   const server = http.createServer();
   let registry: LocalRegistry | null = null;

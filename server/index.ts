@@ -7,7 +7,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import next from 'next';
-import type { TlsClient } from '../lib/contracts';
+import type { Compression, TlsClient } from '../lib/contracts';
 import { Destination } from '../lib/engine';
 import type { TlsServerConfig } from '../lib/engine/tls';
 import { createApi } from './api';
@@ -37,6 +37,8 @@ export interface ConsoleOptions {
    * starts (unless a request says otherwise). Null: in clear.
    */
   tls?: { server: TlsServerConfig; client: TlsClient } | null;
+  /** Compression methods the embedded destination allows (default all). */
+  compressionAllow?: Compression[];
 }
 
 export interface RunningConsole {
@@ -51,7 +53,7 @@ export async function startConsole(opts: ConsoleOptions = {}): Promise<RunningCo
   const dataDir = opts.dataDir ?? defaultDataDir();
   const history = openHistory(dataDir);
   history.markInterrupted();
-  const embedded = new Destination({ host: opts.embeddedHost ?? '127.0.0.1', port: opts.embeddedPort ?? 0, tls: opts.tls?.server ?? null });
+  const embedded = new Destination({ host: opts.embeddedHost ?? '127.0.0.1', port: opts.embeddedPort ?? 0, tls: opts.tls?.server ?? null, compressionAllow: opts.compressionAllow });
   const emb = await embedded.listen().catch((err: unknown) => {
     history.close();
     throw err;

@@ -1,12 +1,13 @@
 /**
  * `node --import tsx server/main.ts [--listen HOST:PORT] [--data-dir DIR] [--dev]
  *  [--qemu-wait-ms MS] [--qemu-poll-ms MS] [--tls-cert F --tls-key F --tls-ca F | --tls-psk F]
- *  [--tls-require-client-cert]`: serves the console (default http://127.0.0.1:3000; PORT and
+ *  [--tls-require-client-cert] [--compression-allow LIST]`: serves the console (default http://127.0.0.1:3000; PORT and
  * HOST are honoured too). The TLS flags are the agent's: the embedded destination requires
  * TLS, and the migrations this console starts use it.
  */
 import { parseArgs } from 'node:util';
 import { splitHostPort } from '../lib/engine';
+import { compressionList } from './cli/args';
 import { TLS_OPTIONS, tlsBothFrom } from './cli/tls-args';
 import { startConsole } from './index';
 
@@ -17,6 +18,7 @@ const { values } = parseArgs({
     dev: { type: 'boolean' },
     'qemu-wait-ms': { type: 'string' },
     'qemu-poll-ms': { type: 'string' },
+    'compression-allow': { type: 'string' },
     ...TLS_OPTIONS,
   },
 });
@@ -50,6 +52,14 @@ const c = await startConsole({
   qemuWaitMs: msFlag('qemu-wait-ms', values['qemu-wait-ms']),
   qemuPollMs: msFlag('qemu-poll-ms', values['qemu-poll-ms']),
   tls,
+  compressionAllow: (() => {
+    try {
+      return compressionList('compression-allow', values['compression-allow']);
+    } catch (err) {
+      process.stderr.write(`multifd console: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(2);
+    }
+  })(),
 }).catch((err: unknown) => {
   process.stderr.write(`multifd console: could not start: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(1);

@@ -21,6 +21,8 @@ interface Values {
   fill: 'random' | 'zero' | 'text' | 'mixed';
   compression: 'none' | 'zlib' | 'zstd';
   compressionLevel: string;
+  /** 'host': this console's own TLS (its --tls-* flags, in clear without them); 'off': in clear. */
+  tls: 'host' | 'off';
   workload: string;
   maxBandwidth: string;
   downtimeLimitMs: string;
@@ -34,6 +36,7 @@ const DEFAULTS: Values = {
   fill: 'random',
   compression: 'none',
   compressionLevel: '1',
+  tls: 'host',
   workload: 'idle',
   maxBandwidth: '0',
   downtimeLimitMs: '300',
@@ -49,6 +52,8 @@ function toInput(v: Values, faults: readonly FaultRow[]): StartMigrationInput {
     fill: v.fill,
     compression: v.compression,
     compressionLevel: num(v.compressionLevel),
+    // Absent: the console's own credentials; the API also takes file paths, the form does not.
+    ...(v.tls === 'off' ? { tls: null } : {}),
     workload: v.workload.trim(),
     // A rate has no page alignment to keep: whole bytes per second are close enough.
     maxBandwidth: Math.round(num(v.maxBandwidth) * MiB),
@@ -58,7 +63,7 @@ function toInput(v: Values, faults: readonly FaultRow[]): StartMigrationInput {
   };
 }
 
-const FIELDS = ['destination', 'channels', 'ramSize', 'fill', 'compression', 'compressionLevel', 'workload', 'maxBandwidth', 'downtimeLimitMs', 'setupTimeoutMs', 'inject'] as const;
+const FIELDS = ['destination', 'channels', 'ramSize', 'fill', 'compression', 'compressionLevel', 'tls', 'workload', 'maxBandwidth', 'downtimeLimitMs', 'setupTimeoutMs', 'inject'] as const;
 
 export function NewMigrationForm() {
   const form = useMigrationForm({ prefix: '', defaults: DEFAULTS, fields: FIELDS, schema: StartMigrationSchema, toInput, start: api.startMigration });
@@ -92,6 +97,12 @@ export function NewMigrationForm() {
       </Field>
       <Field {...field('compressionLevel')} label="Compression level" hint="zlib 1–9, zstd 1–19; 1 is fastest">
         <input {...input('compressionLevel')} type="number" inputMode="numeric" min={1} max={19} step={1} />
+      </Field>
+      <Field {...field('tls')} label="TLS" hint="every channel, the main one included; the live view says which was used">
+        <select {...input('tls')}>
+          <option value="host">this console&apos;s credentials (its --tls-* flags; in clear without them)</option>
+          <option value="off">off: in clear</option>
+        </select>
       </Field>
       <Field
         {...field('workload')}

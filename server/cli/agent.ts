@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { splitHostPort } from '../../lib/engine';
 import { startAgent } from '../agent';
 import { ensureTokenFile, readTokenFile } from '../auth';
-import { EXIT_OK, UsageError, ms, oneOf, parsed } from './args';
+import { EXIT_OK, UsageError, compressionList, ms, oneOf, parsed } from './args';
 import { makeOutput, reportProcess } from './output';
 import { serving } from './serve';
 import { TLS_OPTIONS, tlsBothFrom, tlsUsage } from './tls-args';
@@ -23,6 +23,7 @@ export const AGENT_USAGE = `usage: multifd agent --listen HOST:PORT [options]
                                 made at first start (its path is printed, never the token)
   --data-dir DIR                history and the made token (default ./data/agent-<name>)
   --timeout-ms MS               incoming channel-setup and handshake timeout (default 10000)
+  --compression-allow LIST      compression methods arriving migrations may use (default none,zlib,zstd)
 ${tlsUsage('both', 32)}  --events ndjson               one JSON line per event on stdout (first: {"type":"listening"})
 `;
 
@@ -38,6 +39,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
       'token-file': { type: 'string' },
       'data-dir': { type: 'string' },
       'timeout-ms': { type: 'string' },
+      'compression-allow': { type: 'string' },
       ...TLS_OPTIONS,
       events: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -80,6 +82,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
     dataDir,
     timeoutMs: ms('timeout-ms', values['timeout-ms']),
     tls,
+    compressionAllow: compressionList('compression-allow', values['compression-allow']),
   });
   agent.registry.onBatch((b) => {
     for (const e of b.events) out.event(e);
