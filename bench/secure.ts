@@ -25,8 +25,7 @@
  * is it takes max(RAM/R₀, RAM/L). So it pays on links slower than R (when r > 1), and the
  * shaped rows check that model against a real capped link.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,6 +33,7 @@ import { parseArgs } from 'node:util';
 import { formatBytes } from '../lib/guest/units';
 import { Children, describeExit, type Child, type Json } from './children';
 import { IP_DST, NS_DST, NS_SRC, Netns, onPath, spawnIn } from './netns';
+import { makeTestPki, type TestPki } from '../lib/engine/tls-test-support';
 import { helpRequested, ramOption } from './options';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -136,35 +136,27 @@ export function parseSecureOptions(argv: string[]): SecureOptions {
 // ---- credentials for the TLS rows ------------------------------------------------------------
 
 interface Creds {
-  dir: string;
+  pki: TestPki;
   dest: { x509: string[]; psk: string[] };
   source: { x509: string[]; psk: string[] };
 }
 
-/** A CA, a server certificate for 127.0.0.1 and 10.77.0.2, a client certificate, a PSK file. */
-function makeCreds(): Creds {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'multifd-bench-tls-'));
-  const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca-key.pem', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=multifd bench CA');
-  for (const [name, ext] of [
-    ['server', 'subjectAltName=IP:127.0.0.1,IP:10.77.0.2,DNS:localhost'],
-    ['client', 'extendedKeyUsage=clientAuth'],
-  ] as const) {
-    ssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}-key.pem`, '-out', `${name}.csr`, '-subj', `/CN=multifd bench ${name}`);
-    writeFileSync(path.join(dir, `${name}.ext`), `${ext}\n`);
-    ssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca-key.pem', '-CAcreateserial', '-out', `${name}.pem`, '-days', '2', '-extfile', `${name}.ext`);
-  }
-  writeFileSync(path.join(dir, 'keys.psk'), `bench:${Buffer.from(Array.from({ length: 32 }, (_, i) => (i * 37 + 11) & 0xff)).toString('hex')}\n`, { mode: 0o600 });
-  const f = (n: string) => path.join(dir, n);
+/**
+ * Made for the run (lib/engine/tls-test-support.ts, openssl): the destination requires a
+ * client certificate; its certificate names 127.0.0.1 and localhost, so over the shaped
+ * link (10.77.0.2) the source checks it for "localhost" (--tls-hostname, as QEMU's).
+ */
+async function makeCreds(): Promise<Creds> {
+  const pki = await makeTestPki();
   return {
-    dir,
+    pki,
     dest: {
-      x509: ['--tls-cert', f('server.pem'), '--tls-key', f('server-key.pem'), '--tls-ca', f('ca.pem'), '--tls-require-client-cert'],
-      psk: ['--tls-psk', f('keys.psk')],
+      x509: ['--tls-cert', pki.serverCert, '--tls-key', pki.serverKey, '--tls-ca', pki.ca, '--tls-require-client-cert'],
+      psk: ['--tls-psk', pki.psk],
     },
     source: {
-      x509: ['--tls-cert', f('client.pem'), '--tls-key', f('client-key.pem'), '--tls-ca', f('ca.pem')],
-      psk: ['--tls-psk', f('keys.psk')],
+      x509: ['--tls-cert', pki.clientCert, '--tls-key', pki.clientKey, '--tls-ca', pki.ca, '--tls-hostname', 'localhost'],
+      psk: ['--tls-psk', pki.psk],
     },
   };
 }
@@ -177,7 +169,7 @@ interface Figures {
 }
 
 export interface SecureRun {
-  section: 'tls' | 'compression' | 'link';
+  section: 'tls' | 'compression' | 'link' | 'link-tls';
   security: Security;
   method: Method;
   fill: Fill;
@@ -333,6 +325,22 @@ export function report(opts: SecureOptions, runs: Array<{ plan: Plan; median: Se
     });
     out.push(table(['RAM', 'method', 'GiB/s', 'ratio', 'wire', 'CPU s src', 'CPU s dst', 'pays on links'], rows), '');
   }
+  const linkTls = runs.filter((r) => r.plan.section === 'link-tls').map((r) => r.median);
+  if (linkTls.length) {
+    out.push(`\nTLS cost over the shaped link (${linkTls[0].rate}), ${formatBytes(opts.ramBytes)} random RAM:\n`);
+    const rows = linkTls.map((r) => {
+      const clear = linkTls.find((x) => x.channels === r.channels && x.security === 'clear');
+      return [
+        `${r.channels} ch`,
+        r.security === 'clear' ? 'in clear' : `TLS ${r.security}`,
+        f1((r.gibPerS * GiB) / MiB),
+        clear && r !== clear ? `${f1((r.gibPerS / clear.gibPerS - 1) * 100)} %` : '',
+        f1(r.source?.cpuS ?? NaN),
+        f1(r.destination?.cpuS ?? NaN),
+      ];
+    });
+    out.push(table(['channels', 'channels secured', 'MiB/s', 'vs clear', 'CPU s src', 'CPU s dst'], rows), '');
+  }
   if (linkRuns.length) {
     out.push(`\nCompression over a shaped link (veth between two namespaces, tbf cap), ${formatBytes(opts.ramBytes)}, ${opts.channels} channels:\n`);
     const rows = linkRuns.map((r) => {
@@ -373,9 +381,15 @@ export async function runSecureBench(opts: SecureOptions, kids: Children, isInte
       for (const rate of opts.rates) {
         for (const fill of opts.fills) for (const method of opts.methods) linkPlans.push({ section: 'link', security: 'clear', method, fill, channels: opts.channels, rate });
       }
+      // TLS over the first (fastest) cap: does encryption cost anything where the link is the limit?
+      if (opts.tls) {
+        for (const channels of opts.tlsChannels) {
+          for (const security of ['clear', 'x509'] as const) linkPlans.push({ section: 'link-tls', security, method: 'none', fill: 'random', channels, rate: opts.rates[0] });
+        }
+      }
     }
   }
-  const creds = plans.some((p) => p.security !== 'clear') ? makeCreds() : null;
+  const creds = [...plans, ...linkPlans].some((p) => p.security !== 'clear') ? await makeCreds() : null;
   const done: Array<{ plan: Plan; runs: SecureRun[]; median: SecureRun }> = [];
   const runPlan = async (plan: Plan) => {
     const runs: SecureRun[] = [];
@@ -404,7 +418,7 @@ export async function runSecureBench(opts: SecureOptions, kids: Children, isInte
     }
   } finally {
     netns?.destroy();
-    if (creds) rmSync(creds.dir, { recursive: true, force: true });
+    await creds?.pki.cleanup();
   }
   return { text: report(opts, done), runs: done };
 }
