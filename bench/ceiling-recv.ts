@@ -7,13 +7,15 @@
  * events). Node offers `onread` to sockets it connects, so here the receiver connects; the
  * bytes still flow sender → receiver.
  *
- *   node --import tsx bench/ceiling-recv.ts --connect HOST:PORT --bytes N --channels N [--timeout-ms MS]
+ *   node --import tsx bench/ceiling-recv.ts --connect HOST:PORT --bytes N --channels N [--timeout-ms MS] [--tls-ca FILE]
  *
  * stdout (ndjson): {"type":"result","startAt","firstByteAt","endAt","wallMs","bytes","channels"}
  * then {"type":"process",...}. Timed from before the allocation and the connects to the
  * last byte of the last slice.
  */
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import { parseArgs } from 'node:util';
 import { Populator, RamBlock } from '../lib/guest';
 import { emit, emitProcess, hostPort, positiveInt, sliceOf } from './ceiling-common';
@@ -24,6 +26,8 @@ const { values } = parseArgs({
     bytes: { type: 'string' },
     channels: { type: 'string' },
     'timeout-ms': { type: 'string' },
+    /** TLS: the CA that signed the sender's certificate (its host name checked as "localhost"). */
+    'tls-ca': { type: 'string' },
   },
 });
 if (!values.connect) throw new Error('--connect HOST:PORT is required');
@@ -31,6 +35,7 @@ const total = positiveInt('bytes', values.bytes);
 const channels = positiveInt('channels', values.channels);
 const timeoutMs = positiveInt('timeout-ms', values['timeout-ms'], 600_000);
 const { host, port } = hostPort(values.connect);
+const ca = values['tls-ca'] ? readFileSync(values['tls-ca']) : null;
 
 const startAt = Date.now();
 const block = new RamBlock({ name: 'ceiling', size: Math.ceil(total / 4096) * 4096 }, 0);
@@ -58,7 +63,7 @@ function finish(code: number, why?: string): void {
 for (let i = 0; i < channels; i++) {
   const { start, end } = sliceOf(i, channels, total);
   let off = start;
-  const socket = net.connect({
+  const opts = {
     host,
     port,
     noDelay: true,
@@ -80,9 +85,11 @@ for (let i = 0; i < channels; i++) {
         return true;
       },
     },
-  });
+  };
+  // With TLS the decrypted bytes reach the same onread buffers (one copy out of the TLS engine).
+  const socket = ca ? tls.connect({ ...opts, ca, servername: 'localhost', minVersion: 'TLSv1.3' }) : net.connect(opts);
   sockets.push(socket);
-  socket.on('connect', () => {
+  socket.on(ca ? 'secureConnect' : 'connect', () => {
     const head = Buffer.alloc(4);
     head.writeUInt32BE(i, 0);
     socket.write(head);

@@ -4,13 +4,15 @@
  * on each connection reads the 4-byte slice index the receiver asks for and writes that
  * slice in one call, leaving the chunking to libuv and the kernel.
  *
- *   node --import tsx bench/ceiling-send.ts --listen 127.0.0.1:0 --bytes N --channels N [--timeout-ms MS]
+ *   node --import tsx bench/ceiling-send.ts --listen 127.0.0.1:0 --bytes N --channels N [--timeout-ms MS] [--tls-cert F --tls-key F]
  *
  * stdout (ndjson): {"type":"listening","address"}, then {"type":"process",...}; exit 0 once
  * every channel was served and closed, 1 on error or timeout.
  */
 import { randomFillSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import { parseArgs } from 'node:util';
 import { emit, emitProcess, hostPort, positiveInt, sliceOf } from './ceiling-common';
 
@@ -20,6 +22,9 @@ const { values } = parseArgs({
     bytes: { type: 'string' },
     channels: { type: 'string' },
     'timeout-ms': { type: 'string' },
+    /** TLS 1.3 with this certificate and key (the receiver gives --tls-ca). */
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
   },
 });
 const total = positiveInt('bytes', values.bytes);
@@ -47,7 +52,7 @@ function finish(code: number, why?: string): void {
   process.exitCode = code;
 }
 
-const server = net.createServer({ noDelay: true }, (socket) => {
+const onSocket = (socket: net.Socket) => {
   sockets.add(socket);
   let head = Buffer.alloc(0);
   let sent = false;
@@ -72,7 +77,11 @@ const server = net.createServer({ noDelay: true }, (socket) => {
     sockets.delete(socket);
     if (sent && ++closed === channels) finish(0);
   });
-});
+};
+const secure = values['tls-cert'] && values['tls-key'];
+const server = secure
+  ? tls.createServer({ cert: readFileSync(values['tls-cert']!), key: readFileSync(values['tls-key']!), minVersion: 'TLSv1.3', noDelay: true }, onSocket)
+  : net.createServer({ noDelay: true }, onSocket);
 server.on('error', (err) => finish(1, `listen: ${err.message}`));
 server.listen(port, host, () => {
   const a = server.address() as net.AddressInfo;
