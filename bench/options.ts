@@ -17,3 +17,12 @@ export function ramOption(value: string | undefined, fallback: string): number {
   if (bytes < 4096 || bytes % 4096 !== 0) throw new Error(`--ram must be a positive multiple of 4 KiB, got ${value}`);
   return bytes;
 }
+
+/** A comma-separated list of channel counts, each 1..255 (`what` names the option in errors). */
+export function countList(s: string, what: string): number[] {
+  return s.split(',').map((x) => {
+    const n = Number(x.trim());
+    if (!Number.isInteger(n) || n < 1 || n > 255) throw new Error(`${what}: each count must be 1..255, got "${x}"`);
+    return n;
+  });
+}

@@ -34,7 +34,7 @@ import { formatBytes } from '../lib/guest/units';
 import { Children, describeExit, type Child, type Json } from './children';
 import { IP_DST, NS_DST, NS_SRC, Netns, onPath, spawnIn } from './netns';
 import { makeTestPki, type TestPki } from '../lib/engine/tls-test-support';
-import { helpRequested, ramOption } from './options';
+import { countList, helpRequested, ramOption } from './options';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = path.join(ROOT, 'bin', 'multifd.mjs');
@@ -85,14 +85,6 @@ function list<T extends string>(name: string, s: string, allowed: readonly T[]):
   });
 }
 
-function counts(name: string, s: string): number[] {
-  return s.split(',').map((x) => {
-    const n = Number(x.trim());
-    if (!Number.isInteger(n) || n < 1 || n > 255) throw new Error(`--${name}: each count must be 1..255, got "${x}"`);
-    return n;
-  });
-}
-
 export function parseSecureOptions(argv: string[]): SecureOptions {
   const { values } = parseArgs({
     args: argv,
@@ -120,10 +112,10 @@ export function parseSecureOptions(argv: string[]): SecureOptions {
   for (const r of rates) if (!/^\d+(\.\d+)?(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)$/i.test(r)) throw new Error(`--rates: "${r}" is not a tc rate such as 1gbit or 200mbit`);
   return {
     ramBytes: ramOption(values.ram, quick ? '256MiB' : '1GiB'),
-    tlsChannels: counts('tls-channels', values['tls-channels'] ?? '1,8'),
+    tlsChannels: countList(values['tls-channels'] ?? '1,8', '--tls-channels'),
     fills: list('fills', values.fills ?? 'random,mixed,text', ['random', 'mixed', 'text'] as const),
     methods: list('methods', values.methods ?? 'none,zlib,zstd', ['none', 'zlib', 'zstd'] as const),
-    channels: counts('channels', values.channels ?? '4')[0],
+    channels: countList(values.channels ?? '4', '--channels')[0],
     rates,
     repeats,
     json: values.json ?? null,

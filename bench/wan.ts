@@ -30,7 +30,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { formatBytes, parseSize } from '../lib/guest/units';
-import { helpRequested, ramOption } from './options';
+import { countList, helpRequested, ramOption } from './options';
 import { Children, describeExit, type Child, type Json } from './children';
 import { IP_DST, IP_SRC, NS_DST, NS_SRC, Netns, TBF_BURST, TBF_LATENCY, VETH_DST, VETH_SRC, onPath, spawnIn, type TbfStats } from './netns';
 
@@ -88,14 +88,6 @@ function parseTcRate(s: string): number {
   const bytesPerS = Number(m[1]) * scale * (unit.endsWith('bit') ? 1 / 8 : 1);
   if (!(bytesPerS > 0)) throw new Error(`--rate must be positive, got "${s}"`);
   return bytesPerS;
-}
-
-function countList(s: string, what: string): number[] {
-  return s.split(',').map((x) => {
-    const n = Number(x.trim());
-    if (!Number.isInteger(n) || n < 1 || n > 255) throw new Error(`${what}: each count must be 1..255, got "${x}"`);
-    return n;
-  });
 }
 
 function parseOptions(argv: string[]): Options {

@@ -3,7 +3,8 @@
  * test ids start with the form's prefix ('' or 'qemu-'): both forms stay mounted under their
  * tabs. The box itself takes its id from useMigrationForm's `input`.
  */
-import type { ReactNode } from 'react';
+import type { ReactNode, SelectHTMLAttributes } from 'react';
+import { COMPRESSION_METHODS } from '../../lib/contracts';
 
 export function Field({ prefix, name, label, hint, errors, children }: { prefix: string; name: string; label: string; hint: ReactNode; errors?: string[]; children: ReactNode }) {
   return (
@@ -39,5 +40,20 @@ export function OtherErrors({ prefix, errors, alert }: { prefix: string; errors:
         </li>
       ))}
     </ul>
+  );
+}
+
+/** The compression method, as every migration form offers it (the hint says what it applies to). */
+export function CompressionField({ field, select, hint }: { field: { prefix: string; name: string; errors?: string[] }; select: SelectHTMLAttributes<HTMLSelectElement>; hint: ReactNode }) {
+  return (
+    <Field {...field} label="Compression" hint={hint}>
+      <select {...select}>
+        {COMPRESSION_METHODS.map((m) => (
+          <option key={m} value={m}>
+            {m}
+          </option>
+        ))}
+      </select>
+    </Field>
   );
 }

@@ -12,7 +12,7 @@ import { rowSpec, type FaultRow } from '../lib/fault-lab';
 import { MiB } from '../lib/format';
 import { num, useMigrationForm } from '../lib/migration-form';
 import { FaultLab } from './FaultLab';
-import { Field, OtherErrors } from './FormField';
+import { CompressionField, Field, OtherErrors } from './FormField';
 
 interface Values {
   destination: string;
@@ -88,13 +88,7 @@ export function NewMigrationForm() {
           <option value="mixed">mixed (half text)</option>
         </select>
       </Field>
-      <Field {...field('compression')} label="Compression" hint="page payloads, per packet; the destination may refuse a method">
-        <select {...input('compression')}>
-          <option value="none">none</option>
-          <option value="zlib">zlib</option>
-          <option value="zstd">zstd</option>
-        </select>
-      </Field>
+      <CompressionField field={field('compression')} select={input('compression')} hint="page payloads, per packet; the destination may refuse a method" />
       <Field {...field('compressionLevel')} label="Compression level" hint="zlib 1–9, zstd 1–19; 1 is fastest">
         <input {...input('compressionLevel')} type="number" inputMode="numeric" min={1} max={19} step={1} />
       </Field>

@@ -17,7 +17,7 @@ import { KIND_INFO, rowSpec, type FaultRow } from '../lib/fault-lab';
 import { MiB } from '../lib/format';
 import { num, useMigrationForm } from '../lib/migration-form';
 import { FaultLab } from './FaultLab';
-import { Field, FieldError, OtherErrors } from './FormField';
+import { CompressionField, Field, FieldError, OtherErrors } from './FormField';
 
 interface Values {
   sourceQmp: string;
@@ -97,13 +97,7 @@ export function QemuMigrationForm() {
       <Field {...field('channels')} label="Channels" hint="multifd channels, 1 to 255, set on both QEMUs">
         <input {...input('channels')} type="number" inputMode="numeric" min={1} max={255} step={1} />
       </Field>
-      <Field {...field('compression')} label="Compression" hint="QEMU's multifd-compression, set on both QEMUs; the relay shows each channel's ratio">
-        <select {...input('compression')}>
-          <option value="none">none</option>
-          <option value="zlib">zlib</option>
-          <option value="zstd">zstd</option>
-        </select>
-      </Field>
+      <CompressionField field={field('compression')} select={input('compression')} hint="QEMU's multifd-compression, set on both QEMUs; the relay shows each channel's ratio" />
       <Field {...field('maxBandwidth')} label="Max bandwidth (MiB/s)" hint="0 = uncapped (QEMU's default cap of 128 MiB/s is lifted)">
         <input {...input('maxBandwidth')} type="number" inputMode="decimal" min={0} step="any" />
       </Field>

@@ -272,16 +272,7 @@ export class Destination {
       return;
     }
     if (kind === 'multifd') {
-      const buf = new Uint8Array(HANDSHAKE_SIZE);
-      buf.set(first);
-      const rest = new FixedReader(buf.subarray(4), () => {
-        clearTimeout(timer);
-        conn.reader.pause();
-        conn.reader.use(new HoldReader());
-        this.onHandshake(conn, buf);
-      });
-      conn.partial = () => buf.subarray(0, 4 + rest.received);
-      conn.reader.use(rest);
+      this.readHandshake(conn, first, timer, (buf) => this.onHandshake(conn, buf));
       return;
     }
     clearTimeout(timer);
@@ -422,12 +413,7 @@ export class Destination {
       return true;
     }
     if (kind !== 'multifd') return false;
-    const buf = new Uint8Array(HANDSHAKE_SIZE);
-    buf.set(first);
-    const rest = new FixedReader(buf.subarray(4), () => {
-      clearTimeout(timer);
-      conn.reader.pause();
-      conn.reader.use(new HoldReader());
+    this.readHandshake(conn, first, timer, (buf) => {
       const id = claimedChannelId(buf);
       const err = new TlsRequiredError(`${channelPrefix({ ...where, channel: id })}this destination requires TLS (${mode}), the channel connected in clear`, {
         ...where,
@@ -440,8 +426,6 @@ export class Destination {
       conn.owner = 'refused';
       conn.finish(encodeJsonFrame(FrameType.Failed, err.toJSON()));
     });
-    conn.partial = () => buf.subarray(0, 4 + rest.received);
-    conn.reader.use(rest);
     return true;
   }
 
@@ -452,6 +436,23 @@ export class Destination {
     this.open.add(conn);
     socket.once('close', () => this.open.delete(conn));
     conn.finish(last);
+  }
+
+  /**
+   * Reads the rest of a multifd handshake whose first 4 bytes came, then holds the connection
+   * (paused) and hands the 64 bytes on; until then a close is a short handshake of what came.
+   */
+  private readHandshake(conn: Connection, first: Uint8Array, timer: NodeJS.Timeout, then: (buf: Uint8Array) => void): void {
+    const buf = new Uint8Array(HANDSHAKE_SIZE);
+    buf.set(first);
+    const rest = new FixedReader(buf.subarray(4), () => {
+      clearTimeout(timer);
+      conn.reader.pause();
+      conn.reader.use(new HoldReader());
+      then(buf);
+    });
+    conn.partial = () => buf.subarray(0, 4 + rest.received);
+    conn.reader.use(rest);
   }
 
   /** The peer closed before a whole handshake (or hello). */

@@ -20,7 +20,7 @@ import { MiB, formatBytes, shortId } from '../../lib/format';
 import { useAgents } from '../../lib/hooks';
 import { num, useMigrationForm } from '../../lib/migration-form';
 import { FaultLab } from '../FaultLab';
-import { Field, OtherErrors } from '../FormField';
+import { CompressionField, Field, OtherErrors } from '../FormField';
 
 interface Values extends FleetChoice {
   channels: string;
@@ -114,13 +114,7 @@ export function FleetMigrationForm() {
       <Field {...field('channels')} label="Channels" hint="multifd channels, 1 to 255">
         <input {...input('channels')} type="number" inputMode="numeric" min={1} max={255} step={1} />
       </Field>
-      <Field {...field('compression')} label="Compression" hint="page payloads; the destination agent may refuse a method">
-        <select {...input('compression')}>
-          <option value="none">none</option>
-          <option value="zlib">zlib</option>
-          <option value="zstd">zstd</option>
-        </select>
-      </Field>
+      <CompressionField field={field('compression')} select={input('compression')} hint="page payloads; the destination agent may refuse a method" />
       <Field {...field('maxBandwidth')} label="Max bandwidth (MiB/s)" hint="0 = uncapped">
         <input {...input('maxBandwidth')} type="number" inputMode="decimal" min={0} step="any" />
       </Field>

@@ -48,3 +48,13 @@ export function badCompression(where: DecodeWhere, h: PacketHeader, flag: number
     c,
   );
 }
+
+/**
+ * A packet without normal pages carries no payload; returns true when there is nothing to
+ * decode (and throws if bytes came anyway).
+ */
+export function nothingToDecode(where: DecodeWhere, h: PacketHeader, flag: number, payload: Uint8Array): boolean {
+  if (h.normalPages > 0) return false;
+  if (payload.length !== 0) throw badCompression(where, h, flag, 'no payload for a packet without pages', `${payload.length} bytes`);
+  return true;
+}

@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { FLAG_ZLIB, PAGE_SIZE, type PacketHeader, type PayloadDecoder } from '../../protocol';
 import type { PacketErrorContext } from '../../protocol/packet';
 import type { CompressionOps, Compressor } from './index';
-import { badCompression, copyPayload, scatterPages } from './pages';
+import { badCompression, copyPayload, nothingToDecode, scatterPages } from './pages';
 
 const deflate = promisify(zlib.deflate);
 
@@ -50,11 +50,8 @@ class ZlibDecoder implements PayloadDecoder {
   readonly flag = FLAG_ZLIB;
 
   decode(h: PacketHeader, payload: Uint8Array, region: (offset: number, length: number) => Uint8Array, where: PacketErrorContext): void {
+    if (nothingToDecode(where, h, FLAG_ZLIB, payload)) return;
     const want = h.normalPages * PAGE_SIZE;
-    if (want === 0) {
-      if (payload.length !== 0) throw badCompression(where, h, FLAG_ZLIB, 'no payload for a packet without pages', `${payload.length} bytes`);
-      return;
-    }
     let out: Buffer;
     try {
       out = zlib.inflateSync(payload, { maxOutputLength: want });

@@ -20,7 +20,7 @@ import { InternalError } from '../../errors';
 import { FLAG_ZSTD, PAGE_SIZE, PACKET_SLOTS, type PacketHeader, type PayloadDecoder } from '../../protocol';
 import type { PacketErrorContext } from '../../protocol/packet';
 import type { CompressionOps, Compressor } from './index';
-import { badCompression, copyPayload, scatterPages } from './pages';
+import { badCompression, copyPayload, nothingToDecode, scatterPages } from './pages';
 
 interface ZstdModule {
   HEAPU8: Uint8Array;
@@ -162,11 +162,8 @@ class ZstdDecoder implements PayloadDecoder {
   readonly flag = FLAG_ZSTD;
 
   decode(h: PacketHeader, payload: Uint8Array, region: (offset: number, length: number) => Uint8Array, where: PacketErrorContext): void {
+    if (nothingToDecode(where, h, FLAG_ZSTD, payload)) return;
     const want = h.normalPages * PAGE_SIZE;
-    if (want === 0) {
-      if (payload.length !== 0) throw badCompression(where, h, FLAG_ZSTD, 'no payload for a packet without pages', `${payload.length} bytes`);
-      return;
-    }
     const { mod, src, srcSize, dst } = loaded();
     if (payload.length > srcSize) throw badCompression(where, h, FLAG_ZSTD, `at most ${srcSize} bytes`, `${payload.length} bytes`);
     mod.HEAPU8.set(payload, src);
