@@ -314,7 +314,18 @@ export class Destination {
     raw.offEnd();
     raw.reader.pause();
     raw.reader.use(new HoldReader());
-    raw.socket.unshift(Buffer.from(first));
+    // Once the read that brought the 4 bytes has returned (in 'data' mode the rest of its
+    // chunk is held by then), everything read so far goes back for the TLS socket.
+    queueMicrotask(() => this.startTls(raw, first, creds));
+  }
+
+  private startTls(raw: Connection, first: Uint8Array, creds: TlsServerCredentials): void {
+    if (raw.isClosed || this.closing) {
+      raw.destroy();
+      return;
+    }
+    const where = { connection: raw.number, peer: raw.peer, channel: null };
+    raw.socket.unshift(Buffer.concat([first, ...raw.reader.takeHeld()]));
     let inner: Connection | null = null;
     const ms = this.opts.handshakeTimeoutMs;
     const tlsTimer = setTimeout(

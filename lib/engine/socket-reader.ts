@@ -66,6 +66,8 @@ export class SocketReader {
   /** Bytes that arrived while paused, in order. */
   private readonly held: Uint8Array[] = [];
   private draining = false;
+  /** Inside a zero-copy read's callback. */
+  private inRead = false;
 
   /**
    * `socket` must be freshly accepted with `pauseOnConnect: true` (or just connected and
@@ -85,11 +87,15 @@ export class SocketReader {
     for (let b: Buffer | null; socket.readableLength > 0 && (b = socket.read() as Buffer | null) !== null; ) this.held.push(b);
     if (slots) {
       const s = socket as unknown as Record<symbol, unknown>;
-      s[slots.kBufferGen] = () => (this.armed = this.paused ? this.stage() : this.region());
-      s[slots.kBufferCb] = (n: number) => (this.armed === STAGING ? this.hold(this.armed.slice(0, n)) : this.onBytes(n));
-      this.arm();
+      // Paused, or with held bytes still to deliver first: reads go to staging and are held.
+      s[slots.kBufferGen] = () => (this.armed = this.paused || this.held.length > 0 ? STAGING : this.region());
+      s[slots.kBufferCb] = (n: number) => this.onRead(n);
+      this.arm(this.held.length > 0 ? STAGING : this.region());
     } else {
-      socket.on('data', (chunk: Buffer) => (this.paused || this.held.length > 0 ? this.hold(chunk) : this.copyIn(chunk)));
+      socket.on('data', (chunk: Buffer) => {
+        if (this.paused || this.held.length > 0) this.hold(chunk);
+        else this.copyIn(chunk);
+      });
     }
   }
 
@@ -125,24 +131,37 @@ export class SocketReader {
 
   private drain(): void {
     this.draining = false;
-    while (this.held.length > 0 && !this.paused && !this.failed && !this.socket.destroyed) {
-      this.copyIn(this.held.shift()!);
-    }
-    if (this.socket.destroyed) {
-      this.held.length = 0;
-      return;
-    }
+    // Held bytes were received: they are the consumer's even when the peer has closed since
+    // (a FIN right after the last bytes is the usual end of a stream).
+    while (this.held.length > 0 && !this.paused && !this.failed) this.copyIn(this.held.shift()!);
     if (this.failed) this.held.length = 0;
-    if (!this.paused) this.start();
+    if (!this.paused && !this.socket.destroyed) this.start();
   }
 
-  private hold(bytes: Uint8Array): boolean {
+  private hold(bytes: Uint8Array): void {
     this.held.push(bytes);
-    return true;
   }
 
-  private stage(): Uint8Array {
-    return STAGING;
+  /** A read landed in the armed region (zero-copy mode). */
+  private onRead(n: number): boolean {
+    const region = this.armed!;
+    // Bytes that must wait (paused, or behind held ones): copied out and held, in order. The
+    // region may be the consumer's own; draining the held bytes first rewrites it in order.
+    if (region === STAGING || this.paused || this.held.length > 0) {
+      this.hold(region.slice(0, n));
+      return true;
+    }
+    this.inRead = true;
+    try {
+      return this.onBytes(n);
+    } finally {
+      this.inRead = false;
+    }
+  }
+
+  /** Bytes received but not handed over yet (the connection changes hands: TLS takes it over). */
+  takeHeld(): Uint8Array[] {
+    return this.held.splice(0);
   }
 
   private arm(region: Uint8Array = this.region()): void {
@@ -156,8 +175,10 @@ export class SocketReader {
 
   pause(): void {
     this.paused = true;
-    // A read already under way (TLS: the rest of a record batch) lands in staging, not in the consumer's region.
-    if (this.slots && !this.failed && this.armed !== STAGING) this.arm(STAGING);
+    // A read already under way (TLS: the rest of a record batch) lands in staging, not in the
+    // consumer's region. Inside a read's callback the next region is asked for afresh (and
+    // is staging now); re-arming there would only stack one more native buffer listener.
+    if (this.slots && !this.failed && !this.inRead && this.armed !== STAGING) this.arm(STAGING);
     this.socket.pause();
   }
 

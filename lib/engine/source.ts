@@ -402,10 +402,13 @@ export class SourceMigration {
         received: String(level),
       });
     }
-    await ops.load();
-    const set = await this.life.until(ops.compressors(level, this.channels.length)!);
-    // Released with the migration, whatever its end (zstd's workers).
-    this.life.defer(() => void set.close());
+    await this.life.until(ops.load());
+    if (this.life.isEnded) return;
+    // Released with the migration, whatever its end (zstd's workers), even one that ends
+    // while they are still starting.
+    const starting = ops.compressors(level, this.channels.length)!;
+    this.life.defer(() => void starting.then((set) => set.close(), () => {}));
+    const set = await this.life.until(starting);
     for (const ch of this.channels) ch.compressor = set.forChannel(ch.id);
   }
 

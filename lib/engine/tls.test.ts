@@ -358,6 +358,8 @@ describe('TLS credentials', () => {
   });
 
   it('each bad file is named with what is wrong with it', async () => {
+    const REAL_KEY = 'a3f1c2e4b5d6978812345678abcdef0123456789abcdef0123456789abcdef01';
+    const KEY_LINE = `qemu:${REAL_KEY}`;
     const f = (name: string, text: string) => writeFile(path.join(pki.dir, name), text).then(() => path.join(pki.dir, name));
     const cases: Array<[() => Promise<unknown>, RegExp]> = [
       [() => loadServerCredentials({ mode: 'x509', cert: path.join(pki.dir, 'nope.pem'), key: pki.serverKey }), /certificate .*nope\.pem: no such file/],
@@ -371,6 +373,9 @@ describe('TLS credentials', () => {
       [async () => loadPskFile(await f('odd.psk', '# keys\n\nqemu:abc\n')), /line 3: the key of identity "qemu" is not hex/],
       [async () => loadPskFile(await f('nothex.psk', 'qemu:zz\n')), /line 1: the key of identity "qemu" is not hex/],
       [async () => loadPskFile(await f('twice.psk', 'a:00\na:01\n')), /line 2: identity "a" is listed twice/],
+      // Real key material on the offending lines: the messages must not carry it.
+      [async () => loadPskFile(await f('twice-real.psk', `${KEY_LINE}\n${KEY_LINE}\n`)), /line 2: identity "qemu" is listed twice/],
+      [async () => loadPskFile(await f('short-real.psk', `qemu:${REAL_KEY}z\n`)), /line 1: the key of identity "qemu" is not hex/],
       [async () => loadPskFile(await f('empty.psk', '\n# nothing\n')), /no IDENTITY:HEXKEY line/],
       [async () => loadServerCredentials({ mode: 'x509', cert: await f('broken.pem', '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n'), key: pki.serverKey }), /does not parse/],
     ];

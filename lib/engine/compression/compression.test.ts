@@ -136,6 +136,22 @@ describe('compression methods', () => {
     });
   }
 
+  it('zstd: a worker that dies fails its channel with its own error, every time after too', async () => {
+    const set = (await compressionOps('zstd').compressors(1, 1))!;
+    try {
+      const c = set.forChannel(0);
+      const pages = [page('text', 1)];
+      assert.ok((await c.compress(pages, PAGE_SIZE)).length > 0);
+      // The worker thread goes away (a crash, an OOM kill of the thread).
+      await (c as unknown as { worker: { worker: { terminate(): Promise<number> } } }).worker.worker.terminate();
+      for (let i = 0; i < 2; i++) {
+        await assert.rejects(c.compress(pages, PAGE_SIZE), (e: { code: string; message: string }) => e.code === 'MIGRATION_INTERNAL' && /zstd worker exited/.test(e.message));
+      }
+    } finally {
+      await set.close();
+    }
+  });
+
   it('zlib: a bomb (512 KiB of zeros claimed as one page) stops at one page of output', () => {
     const bomb = zlib.deflateSync(Buffer.alloc(128 * PAGE_SIZE));
     const header = encodePacketHeader({ flags: 0x02, normalPages: 1, packetNum: 1, ramblock: 'mem', offsets: [0], nextPacketSize: bomb.length }, SLOTS);

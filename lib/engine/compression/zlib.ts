@@ -30,7 +30,8 @@ function worthDeflating(input: Uint8Array): boolean {
   for (let k = 0; k < PROBE_PAGES && k < pages; k++) {
     const p = Math.floor(((k + 0.5) * pages) / PROBE_PAGES);
     const sample = input.subarray(p * PAGE_SIZE, (p + 1) * PAGE_SIZE);
-    if (zlib.deflateRawSync(sample, { level: 1 }).length < PAGE_SIZE * PROBE_GAIN) return true;
+    // A small window and state: a 4 KiB sample needs no more, and the context is made per call.
+    if (zlib.deflateRawSync(sample, { level: 1, windowBits: 12, memLevel: 2 }).length < PAGE_SIZE * PROBE_GAIN) return true;
   }
   return false;
 }

@@ -126,9 +126,18 @@ class ZstdWorker {
     else p.reject(new InternalError(r.error ?? 'zstd worker gave no frame'));
   }
 
+  /** Why it can no longer compress, or null. */
+  get failed(): Error | null {
+    return this.failure;
+  }
+
   private fail(err: Error): void {
     this.failure ??= err;
-    for (const p of this.pending.values()) p.reject(this.failure);
+    for (const p of this.pending.values()) {
+      // The buffer went to the worker with the request and is gone with it.
+      p.home.input = new ArrayBuffer(MAX_PAGES_BYTES);
+      p.reject(this.failure);
+    }
     this.pending.clear();
   }
 
@@ -148,6 +157,9 @@ class ZstdCompressor implements Compressor {
   ) {}
 
   async compress(payload: readonly Uint8Array[], bytes: number): Promise<Uint8Array> {
+    // A dead worker's own error, not a symptom of it.
+    const failed = this.worker.failed;
+    if (failed) throw failed;
     const input = this.input;
     // One packet at a time per channel (the pump awaits each): the buffer is always home here.
     if (!input) throw new InternalError('zstd: a channel compressed two packets at once');
