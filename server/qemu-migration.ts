@@ -60,6 +60,10 @@ export class QemuMigration {
   #session: RelaySessionSummary | null = null;
   /** The relay's first finding (a refused handshake, a broken channel), as it happened. */
   #relayError: SerializedError | null = null;
+  /** When the relay found the migration's fault (a refused channel). */
+  #relayErrorAt: number | null = null;
+  /** migrate_cancel sent because the source would not end by itself. */
+  #cancelRequested = false;
   #last: MigrationSnapshot | null = null;
   #figures: { source: QemuFigures | null; destination: QemuFigures | null } = { source: null, destination: null };
   #cancelled = false;
@@ -196,6 +200,15 @@ export class QemuMigration {
         const wait = this.#relayError ? Math.min(1000, this.#opts.destinationWaitMs) : this.#opts.destinationWaitMs;
         if (srcDone && (dstDone || (srcEndedAt !== null && Date.now() - srcEndedAt > wait))) break;
         if (srcDone && srcStatus === 'completed' && dstStatus === 'failed') break;
+        // The relay refused a channel and the source does not end: QEMU 7.2's source can wait
+        // for that channel's sync for ever. It is cancelled (its guest runs on), and not waited
+        // for beyond that.
+        const stuck = this.#relayErrorAt !== null && !srcDone ? Date.now() - this.#relayErrorAt : 0;
+        if (stuck > wait && !this.#cancelRequested) {
+          this.#cancelRequested = true;
+          await this.#src?.execute('migrate_cancel').catch(() => {});
+        }
+        if (stuck > wait + this.#opts.destinationWaitMs) break;
         await new Promise((r) => setTimeout(r, this.#opts.pollMs));
       }
       // The relay's session ends when its connections close; QEMU closes them as it ends.
@@ -280,6 +293,7 @@ export class QemuMigration {
     if (e.type === 'channel-rejected' || e.type === 'failed') {
       const { type: _t, time: _ti, role: _r, migration: _m, ...err } = e;
       this.#relayError ??= err;
+      this.#relayErrorAt ??= Date.now();
     }
     // This migration's state and verdict are its own (they need both QEMUs' word).
     if (e.type === 'state' || e.type === 'failed' || e.type === 'completed' || e.type === 'cancelled') return;

@@ -8,7 +8,7 @@ import type { TlsInfo } from './tls';
 export class Connection {
   /** Set while the connection is held or read by a migration. */
   owner: unknown = null;
-  readonly acceptedAt = Date.now();
+  readonly acceptedAt: number;
   readonly reader: SocketReader;
   /** The handshake bytes received so far (for short-handshake reports). */
   partial: () => Uint8Array = () => new Uint8Array(0);
@@ -26,7 +26,10 @@ export class Connection {
     onReadError: (err: unknown) => void,
     /** What protects it (TLS), or null in clear. */
     readonly security: TlsInfo | null = null,
+    /** When the TCP connection was accepted (a TLS connection: before its handshake). */
+    acceptedAt = Date.now(),
   ) {
+    this.acceptedAt = acceptedAt;
     this.peerText = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : null;
     this.reader = new SocketReader(socket, first, { onError: onReadError });
     // Socket errors surface as 'close'; an 'error' with no listener would crash the process.

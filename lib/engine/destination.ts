@@ -376,7 +376,7 @@ export class Destination {
     this.open.delete(raw);
     let conn!: Connection;
     const first = new FixedReader(new Uint8Array(4), (b) => this.classify(conn, b, timer));
-    conn = new Connection(raw.number, socket, first, (err) => this.readError(conn, err), info);
+    conn = new Connection(raw.number, socket, first, (err) => this.readError(conn, err), info, raw.acceptedAt);
     conn.partial = () => first.buf.subarray(0, first.received);
     this.open.add(conn);
     socket.once('close', () => this.open.delete(conn));
