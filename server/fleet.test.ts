@@ -189,7 +189,7 @@ describe(`the fleet: a console and two agents ${where}`, () => {
       assert.equal(g.status, 201, JSON.stringify(g.json));
     }
     // 16 MiB/s each: two seconds a guest, long enough to see who runs beside whom.
-    const r = await call('POST', '/api/agents/host-a/evacuate', { maxOutboundPerHost: 2, maxBandwidth: 16 << 20 });
+    const r = await call('POST', '/api/agents/host-a/evacuate', { maxOutboundPerHost: 2, maxBandwidth: 16 << 20, compression: 'zstd' });
     assert.equal(r.status, 201, JSON.stringify(r.json));
     const id = r.json.id as string;
     assert.equal(r.json.items.length, 4);
@@ -203,7 +203,10 @@ describe(`the fleet: a console and two agents ${where}`, () => {
     assert.equal(done.peakInFlight, 2);
     assert.ok(done.items.every((x: { destination: string }) => x.destination === 'host-b'));
     // From the migrations' own times, not the scheduler's count: never more than 2 at once.
-    const spans = await Promise.all(done.items.map(async (x: { migrationId: string }) => (await detail(x.migrationId)).summary));
+    const details = await Promise.all(done.items.map(async (x: { migrationId: string }) => detail(x.migrationId)));
+    // Every guest went with the evacuation's compression.
+    assert.deepEqual(details.map((d) => d.snapshot.compression), ['zstd', 'zstd', 'zstd', 'zstd']);
+    const spans = details.map((d) => d.summary);
     let most = 0;
     for (const a of spans) most = Math.max(most, spans.filter((b) => b.startedAt <= a.startedAt && (b.endedAt ?? Infinity) > a.startedAt).length);
     assert.equal(most, 2, JSON.stringify(spans.map((x) => [x.startedAt, x.endedAt])));

@@ -9,19 +9,20 @@ import { EvacuateSchema, type EvacuateInput, type EvacuationView } from '../../.
 import { api } from '../../lib/api';
 import { num } from '../../lib/migration-form';
 import { useSchemaForm } from '../../lib/schema-form';
-import { Field, OtherErrors } from '../FormField';
+import { CompressionField, Field, OtherErrors } from '../FormField';
 
 interface Values {
   maxInFlight: string;
   maxOutboundPerHost: string;
+  compression: 'none' | 'zlib' | 'zstd';
 }
 
 /** KubeVirt's defaults: parallelMigrationsPerCluster 5, parallelOutboundMigrationsPerNode 2. */
-const DEFAULTS: Values = { maxInFlight: '5', maxOutboundPerHost: '2' };
-const FIELDS = ['maxInFlight', 'maxOutboundPerHost'] as const;
+const DEFAULTS: Values = { maxInFlight: '5', maxOutboundPerHost: '2', compression: 'none' };
+const FIELDS = ['maxInFlight', 'maxOutboundPerHost', 'compression'] as const;
 
 function toInput(v: Values): EvacuateInput {
-  return { maxInFlight: num(v.maxInFlight), maxOutboundPerHost: num(v.maxOutboundPerHost) };
+  return { maxInFlight: num(v.maxInFlight), maxOutboundPerHost: num(v.maxOutboundPerHost), compression: v.compression };
 }
 
 export function EvacuateForm({ agent, disabled, onStarted }: { agent: string; disabled: boolean; onStarted: (e: EvacuationView) => void }) {
@@ -48,6 +49,7 @@ export function EvacuateForm({ agent, disabled, onStarted }: { agent: string; di
       <Field {...field('maxOutboundPerHost')} label="Out of a host at most" hint="migrations leaving one host at once">
         <input {...input('maxOutboundPerHost')} type="number" inputMode="numeric" min={1} max={50} step={1} />
       </Field>
+      <CompressionField field={field('compression')} select={input('compression')} hint="every guest's migration; a destination agent may refuse a method" />
       {/* A 422 about the agent itself (down, already being evacuated) names `agent`. */}
       <OtherErrors prefix={P} errors={form.otherErrors} alert />
       {formError && (
