@@ -69,6 +69,8 @@ export class PacketReader {
   readonly #headerBuf: Uint8Array;
   readonly #h: PacketHeader;
   readonly #regionOf: (offset: number, length: number) => Uint8Array;
+  /** Where-from fields for decoders' errors, made once (decode runs per compressed packet). */
+  readonly #where: PacketErrorContext;
 
   #state: State = HEADER;
   /** Bytes written into the current target: header buffer, run region, or compressed payload. */
@@ -112,6 +114,7 @@ export class PacketReader {
     this.#runOffset = new Float64Array(slots);
     this.#runLength = new Uint32Array(slots);
     this.#regionOf = (offset, length) => this.#sinkRegion(offset, length);
+    this.#where = whereFrom(ctx);
   }
 
   /** Whole packets received. */
@@ -212,7 +215,7 @@ export class PacketReader {
       else this.#packetDone();
     } else if (this.#state === COMPRESSED) {
       this.#payloadBytes += this.#h.nextPacketSize;
-      this.#decoder!.decode(this.#h, this.#payload!.subarray(0, this.#h.nextPacketSize), this.#regionOf, whereFrom(this.#ctx));
+      this.#decoder!.decode(this.#h, this.#payload!.subarray(0, this.#h.nextPacketSize), this.#regionOf, this.#where);
       this.#packetDone();
     } else {
       this.#headerDone();
@@ -229,7 +232,7 @@ export class PacketReader {
         throw badHeader(this.#ctx, 'flags', 'a compression method this build can decode', `compression ${compressionName(h.flags & FLAG_COMPRESSION_MASK)}`);
       }
       if (h.nextPacketSize === 0) {
-        this.#decoder.decode(h, new Uint8Array(0), this.#regionOf, whereFrom(this.#ctx));
+        this.#decoder.decode(h, new Uint8Array(0), this.#regionOf, this.#where);
         this.#packetDone();
         return;
       }

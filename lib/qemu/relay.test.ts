@@ -35,6 +35,14 @@ async function startRelay(t: TestContext, pair: Pair, extra: Partial<Constructor
   return { relay, events, session, uri: `tcp:127.0.0.1:${addr.port}` };
 }
 
+/** Migrates the pair through the relay; resolves once both QEMUs and the relay's session ended. */
+async function migrateThrough(pair: Pair, uri: string, session: Promise<RelaySessionSummary>) {
+  await pair.src.qmp.execute('migrate', { uri });
+  const done = await waitTerminal(pair.src.qmp, 'src', TIMEOUT, true);
+  await waitTerminal(pair.dst.qmp, 'dst', TIMEOUT, false);
+  return { done, s: await session };
+}
+
 describe('relay between two real QEMU 7.2 processes', { skip }, () => {
   it('forwards a 4-channel migration unchanged, counts every channel, and records what inspect rebuilds', async (t) => {
     const pair = await startPair(t);
@@ -42,10 +50,7 @@ describe('relay between two real QEMU 7.2 processes', { skip }, () => {
     t.after(() => removePath(record));
     const { events, session, uri } = await startRelay(t, pair, { record, channels: CHANNELS });
 
-    await pair.src.qmp.execute('migrate', { uri });
-    const done = await waitTerminal(pair.src.qmp, 'src', TIMEOUT, true);
-    await waitTerminal(pair.dst.qmp, 'dst', TIMEOUT, false);
-    const s = await session;
+    const { done, s } = await migrateThrough(pair, uri, session);
 
     // QEMU's own verdict, and the bytes themselves.
     assert.equal(done.status, 'completed');
@@ -85,10 +90,7 @@ describe('relay between two real QEMU 7.2 processes', { skip }, () => {
     it(`QEMU's multifd-compression ${compression}: relayed unchanged, the method and each channel's ratio shown`, async (t) => {
       const pair = await startPair(t, CHANNELS, { compression });
       const { session, uri } = await startRelay(t, pair, { channels: CHANNELS });
-      await pair.src.qmp.execute('migrate', { uri });
-      const done = await waitTerminal(pair.src.qmp, 'src', TIMEOUT, true);
-      await waitTerminal(pair.dst.qmp, 'dst', TIMEOUT, false);
-      const s = await session;
+      const { done, s } = await migrateThrough(pair, uri, session);
       assert.equal(done.status, 'completed');
       assert.equal(await compareFiles(pair.srcRam, pair.dstRam, RAM), null, 'destination RAM equals the source RAM');
       // QEMU flags only its packets with pages; its first and SYNC packets carry none: not an error.
@@ -150,10 +152,8 @@ describe('relay between two real QEMU 7.2 processes', { skip }, () => {
     const record = makeTempDir('relay-record-');
     t.after(() => removePath(record));
     const { session, uri } = await startRelay(t, pair, { record });
-    await pair.src.qmp.execute('migrate', { uri });
-    assert.equal((await waitTerminal(pair.src.qmp, 'src', TIMEOUT, true)).status, 'completed');
-    await waitTerminal(pair.dst.qmp, 'dst', TIMEOUT, false);
-    const s = await session;
+    const { done, s } = await migrateThrough(pair, uri, session);
+    assert.equal(done.status, 'completed');
     assert.equal(s.state, 'completed', JSON.stringify(s.snapshot.error));
     assert.deepEqual(s.snapshot.channels, []);
     assert.deepEqual(s.files.map((f) => path.basename(f)), ['main.bin']);
@@ -168,10 +168,8 @@ describe('relay between two real QEMU 7.2 processes', { skip }, () => {
     const record = makeTempDir('relay-record-');
     t.after(() => removePath(record));
     const { session, uri } = await startRelay(t, pair, { record, channels: 3 });
-    await pair.src.qmp.execute('migrate', { uri });
-    assert.equal((await waitTerminal(pair.src.qmp, 'src', TIMEOUT, true)).status, 'completed');
-    await waitTerminal(pair.dst.qmp, 'dst', TIMEOUT, false);
-    const s = await session;
+    const { done, s } = await migrateThrough(pair, uri, session);
+    assert.equal(done.status, 'completed');
     assert.equal(s.state, 'completed', JSON.stringify(s.snapshot.error));
     const r = inspectCapture(s.files, { ramOut: path.join(record, 'mem.img'), block: 'mem' });
     assert.equal(r.errors, 0, JSON.stringify(r.files.map((f) => f.error)));

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import zlib from 'node:zlib';
 import { before, describe, it } from 'node:test';
 import { COMPRESSION_FLAGS, FLAG_SYNC, PAGE_SIZE, PacketReader, encodePacketHeader, type PacketHeader, type PacketSink } from '../../protocol';
-import { COMPRESSION_OPS, compressionByFlag, compressionOps } from './index';
+import { COMPRESSION_OPS, compressionOps } from './index';
 
 const SLOTS = 128;
 const BLOCK = 4096 * PAGE_SIZE;
@@ -67,8 +67,6 @@ describe('compression methods', () => {
     assert.equal(COMPRESSION_OPS.none.flag, 0);
     assert.equal(COMPRESSION_OPS.zlib.flag, 0x02);
     assert.equal(COMPRESSION_OPS.zstd.flag, 0x04);
-    assert.equal(compressionByFlag(0x04), 'zstd');
-    assert.equal(compressionByFlag(0x08), null);
     assert.equal(COMPRESSION_OPS.none.compressors(1, 4), null);
   });
 

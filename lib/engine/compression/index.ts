@@ -10,7 +10,7 @@
  * the compressed length.
  */
 import type { Compression } from '../../contracts';
-import { COMPRESSION_FLAGS, type PayloadDecoder } from '../../protocol';
+import type { PayloadDecoder } from '../../protocol';
 import { noneOps } from './none';
 import { zlibOps } from './zlib';
 import { zstdOps } from './zstd';
@@ -55,12 +55,6 @@ export function compressionOps(name: Compression): CompressionOps {
   const ops = COMPRESSION_OPS[name];
   if (!ops) throw new TypeError(`unknown compression method ${String(name)}`);
   return ops;
-}
-
-/** The method a flag value names, or null. */
-export function compressionByFlag(flag: number): Compression | null {
-  for (const [name, value] of Object.entries(COMPRESSION_FLAGS)) if (value === flag) return name as Compression;
-  return null;
 }
 
 export { copyPayload, scatterPages } from './pages';

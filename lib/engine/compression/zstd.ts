@@ -41,7 +41,6 @@ interface Heap {
   src: number;
   srcSize: number;
   dst: number;
-  dstSize: number;
 }
 
 const MAX_PAGES_BYTES = PACKET_SLOTS * PAGE_SIZE;
@@ -60,7 +59,7 @@ async function load(): Promise<Heap> {
     const src = mod._malloc(size);
     const dst = mod._malloc(size);
     if (!src || !dst) throw new Error('zstd: cannot allocate its buffers in the wasm heap');
-    heap = { mod, src, srcSize: size, dst, dstSize: size };
+    heap = { mod, src, srcSize: size, dst };
     return heap;
   })();
   return loading;
