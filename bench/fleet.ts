@@ -94,7 +94,7 @@ async function main(): Promise<void> {
     const token = `${name}-${'0123456789abcdef'.repeat(3)}`;
     const tokenFile = path.join(dir, `${name}.token`);
     writeFileSync(tokenFile, token, { mode: 0o600 });
-    const { line } = await startProc(['bin/multifd.mjs', 'agent', '--listen', '127.0.0.1:0', '--migration-listen', '127.0.0.1:0', '--name', name, '--token-file', tokenFile, '--data-dir', path.join(dir, name), '--events', 'ndjson'], {}, /"type":"listening"/, 'stdout');
+    const { line } = await startProc(['bin/multifd.mjs', 'agent', '--listen', '127.0.0.1:0', '--migration-listen', '127.0.0.1:0', '--name', name, '--token-file', tokenFile, '--data-dir', path.join(dir, name), '--events', 'ndjson', '--max-migrations', '1024'], {}, /"type":"listening"/, 'stdout');
     agents.push({ name, url: (JSON.parse(line) as { url: string }).url, token });
   }
   for (const a of agents) await call('POST', '/api/agents', { url: a.url, token: a.token });

@@ -10,6 +10,7 @@
  * stops here only once the destination has verified it (the engine's rule); one that
  * arrives keeps running here.
  */
+import type { Limits } from './cli/limit-args';
 import http from 'node:http';
 import os from 'node:os';
 import type { Compression, TlsClient } from '../lib/contracts';
@@ -42,6 +43,8 @@ export interface AgentOptions {
   tls?: { server: TlsServerConfig; client: TlsClient } | null;
   /** Compression methods arriving migrations may use (default all). */
   compressionAllow?: Compression[];
+  /** What the migration listener bounds whoever connects (lib/engine Destination). */
+  limits?: Limits;
 }
 
 export interface RunningAgent {
@@ -56,6 +59,7 @@ export interface RunningAgent {
 
 export const AGENT_VERSION = 1;
 
+
 export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const name = opts.name ?? os.hostname();
   const auth = new TokenCheck(opts.token);
@@ -68,6 +72,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     handshakeTimeoutMs: opts.timeoutMs,
     tls: opts.tls?.server ?? null,
     compressionAllow: opts.compressionAllow,
+    ...opts.limits,
   });
   const server = http.createServer();
   let registry: LocalRegistry | null = null;

@@ -13,6 +13,7 @@ import {
   MigrationSnapshotSchema,
   MigrationStateSchema,
   TlsClientSchema,
+  isPort,
   type MigrationEvent,
   type MigrationSnapshot,
 } from './index';
@@ -23,7 +24,8 @@ const MiB = 1024 * 1024;
 export const HostPortSchema = z
   .string()
   .trim()
-  .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d{1,5}$/, 'destination must be "embedded" or HOST:PORT, e.g. 10.0.0.2:4444');
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d{1,5}$/, 'destination must be "embedded" or HOST:PORT, e.g. 10.0.0.2:4444')
+  .refine((v) => !/:\d{1,5}$/.test(v) || isPort(v.slice(v.lastIndexOf(':') + 1)), 'the port must be 1..65535');
 
 /** `chK:KIND[:ARG]`, as `--inject` takes it: the shape only (the kinds and arguments are the server's to check). */
 export const INJECT_SHAPE = /^ch\d{1,3}:[a-z][a-z_-]*(?:-\d+)?(?::[A-Za-z0-9_.-]+)?$/;
@@ -138,7 +140,8 @@ export const QmpAddressSchema = z
   .min(1, 'a QMP address is required: a unix socket path or HOST:PORT')
   .max(1024)
   // An empty one already has its message from min(1): one message per problem.
-  .refine((s) => s === '' || s.startsWith('/') || /^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]/]+):\d{1,5}$/.test(s), 'a QMP address is a unix socket path (/run/qemu/src.qmp) or HOST:PORT');
+  .refine((s) => s === '' || s.startsWith('/') || /^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]/]+):\d{1,5}$/.test(s), 'a QMP address is a unix socket path (/run/qemu/src.qmp) or HOST:PORT')
+  .refine((s) => s === '' || s.startsWith('/') || !/:\d{1,5}$/.test(s) || isPort(s.slice(s.lastIndexOf(':') + 1)), 'the port must be 1..65535');
 
 /** An address to listen on (port chosen by the kernel): a host name or IP. */
 const ListenHostSchema = z

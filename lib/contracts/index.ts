@@ -77,11 +77,19 @@ export type TlsClient = z.infer<typeof TlsClientSchema>;
  * A migration as a caller asks for it (source side). Messages are written for operators:
  * the console shows them next to their field.
  */
+/** A TCP port one can connect to: 1..65535 in decimal. */
+export function isPort(text: string): boolean {
+  if (!/^\d{1,5}$/.test(text)) return false;
+  const n = Number(text);
+  return n >= 1 && n <= 65535;
+}
+
 export const MigrationConfigSchema = z.object({
   /** host:port of the destination's migration listener. */
   destination: z
     .string({ error: 'destination is required, as HOST:PORT' })
-    .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d{1,5}$/, 'destination must be HOST:PORT, e.g. 127.0.0.1:4444'),
+    .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d{1,5}$/, 'destination must be HOST:PORT, e.g. 127.0.0.1:4444')
+    .refine((v) => !/:\d{1,5}$/.test(v) || isPort(v.slice(v.lastIndexOf(':') + 1)), 'destination port must be 1..65535'),
   channels: ChannelCountSchema.default(4),
   maxBandwidth: z
     .number()
@@ -107,6 +115,13 @@ export const MigrationConfigSchema = z.object({
   compressionLevel: z.number().int().min(1, 'compression level must be at least 1').max(19, 'compression level must be at most 19').default(1),
   /** TLS on every channel; null: in clear. */
   tls: TlsClientSchema.nullable().default(null),
+  /**
+   * The operator says a copy of this guest left at the destination is gone (its host
+   * failed): the destination replaces it rather than refusing with MIGRATION_GUEST_EXISTS.
+   */
+  replace: z.boolean().default(false),
+  /** Sent in the hello (HelloSchema.pairing): what binds an incoming side to the console's record. */
+  pairing: z.string().min(16).max(128).optional(),
 });
 export type MigrationConfig = z.infer<typeof MigrationConfigSchema>;
 export type MigrationConfigInput = z.input<typeof MigrationConfigSchema>;
@@ -158,13 +173,30 @@ export const HelloSchema = z.object({
   blocks: z.array(RamBlockInfoSchema).min(1).max(64),
   /** The guest's name, so it keeps it on its new host (absent from older sources). */
   name: z.string().min(1).max(255).optional(),
+  /**
+   * The operator says an older copy of this guest at the destination is gone (its host
+   * failed): the destination stops that copy instead of refusing with MIGRATION_GUEST_EXISTS.
+   */
+  replace: z.boolean().optional(),
+  /**
+   * A secret the source's owner chose for this attempt: a console binds the incoming side of
+   * a migration it started only to the hello that carries it, so the migration port cannot
+   * claim a console's migration by its id.
+   */
+  pairing: z.string().min(16).max(128).optional(),
 });
 export type Hello = z.infer<typeof HelloSchema>;
 
 /** The main connection's peer address as the destination saw it (absent from older destinations). */
 export const HelloAckSchema = z.object({ peer: z.string().nullable().optional() });
 export const RoundSchema = z.object({ round: z.number().int().min(1) });
-export const CompleteSchema = z.object({ digest: z.string().regex(/^[0-9a-f]{16}$/), round: z.number().int().min(1) });
+export const CompleteSchema = z.object({
+  digest: z.string().regex(/^[0-9a-f]{16}$/),
+  round: z.number().int().min(1),
+  /** Normal and zero pages the source sent over all channels and rounds: all must have arrived. */
+  pages: z.number().int().min(0),
+  zeroPages: z.number().int().min(0),
+});
 export const VerifiedSchema = z.object({ digest: z.string().regex(/^[0-9a-f]{16}$/) });
 export const AbortSchema = z.object({ code: ErrorCodeSchema, message: z.string() });
 export const ChannelAcceptedSchema = z.object({

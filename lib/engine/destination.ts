@@ -8,6 +8,7 @@
  * connection in clear is refused with MIGRATION_TLS_REQUIRED, and a TLS one at a destination
  * without credentials with MIGRATION_TLS_NOT_CONFIGURED.
  */
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import type tls from 'node:tls';
@@ -28,13 +29,20 @@ import {
   TlsNotConfiguredError,
   TlsRequiredError,
   TooManyConnectionsError,
+  TooManyMigrationsError,
+  RamLimitError,
+  GuestExistsError,
   asMigrationError,
   channelPrefix,
+  withContext,
 } from '../errors';
+import { formatBytes, type Guest } from '../guest';
 import {
   FrameDecoder,
   FrameType,
+  FRAME_MAX_LENGTH,
   HANDSHAKE_SIZE,
+  HELLO_MAX_LENGTH,
   PAGE_SIZE,
   PACKET_SLOTS,
   bytesToUuid,
@@ -67,17 +75,44 @@ export interface DestinationOptions {
   setupTimeoutMs?: number;
   noProgressTimeoutMs?: number;
   tickMs?: number;
-  /** Refuse hellos whose RAM exceeds this (bytes). Default: 90% of this host's memory. */
+  /**
+   * RAM committed to incoming guests, all together: those being received and those that
+   * arrived here and still run (bytes). A hello that would pass it is refused
+   * (MIGRATION_RAM_LIMIT) before a byte is allocated. Default: 90% of this host's memory.
+   */
   maxRamBytes?: number;
+  /** Incoming migrations at once (MIGRATION_TOO_MANY_MIGRATIONS past it). Default 64. */
+  maxMigrations?: number;
+  /**
+   * Connections no migration owns yet (before their handshake or hello, or held waiting for
+   * their main channel), in total and per peer address. At the limit the oldest of them is
+   * closed (MIGRATION_TOO_MANY_CONNECTIONS) to make room: a legitimate channel sends its
+   * handshake at once, so an idle flood loses its own connections first. Default: half the
+   * process's open-file limit, 16..1024; per peer the same.
+   */
+  maxConnections?: number;
+  maxConnectionsPerPeer?: number;
+  /**
+   * Whether a guest of this uuid runs on this host and stays (not the source of a migration
+   * away): a hello for it is refused with MIGRATION_GUEST_EXISTS unless it says `replace`.
+   * Given by an owner that knows every guest of the host (the console, an agent); without it
+   * the destination asks the guests it delivered itself.
+   */
+  guestRunning?: (uuid: string) => boolean;
+  /**
+   * The owner's own refusal of a hello (null: none), after the destination's checks: the
+   * console refuses one that claims the id of a migration it knows without its pairing.
+   */
+  vetHello?: (hello: Hello) => MigrationError | null;
   /** Compression methods a source may announce (`--compression-allow`); default all. */
   compressionAllow?: Compression[];
   /** TLS required on every channel (credentials read at listen()); null: in clear. */
   tls?: TlsServerConfig | null;
 }
 
-/** Connections held per unknown UUID: N + 1, as DESIGN 3.5 says. */
-const HELD_TOTAL_MAX = 1024;
 const MAIN_CHUNK = 64 * 1024;
+/** TCP keepalive on every accepted socket: a peer that vanished is found by the kernel too. */
+const KEEPALIVE_MS = 5000;
 
 interface Held {
   conn: Connection;
@@ -98,7 +133,17 @@ export class Destination {
   private readonly migrationListeners = new Set<(m: IncomingMigration) => void>();
   /** Emits destination-level events (rejections no migration can be blamed for). */
   private readonly own = new MigrationEmitter('destination', 'destination', null);
-  readonly opts: Required<Omit<DestinationOptions, 'uuid' | 'channels' | 'tls'>> & { uuid: string | null; channels: number | null; tls: TlsServerConfig | null };
+  readonly opts: Required<Omit<DestinationOptions, 'uuid' | 'channels' | 'tls' | 'guestRunning' | 'vetHello'>> & {
+    uuid: string | null;
+    channels: number | null;
+    tls: TlsServerConfig | null;
+    guestRunning: ((uuid: string) => boolean) | null;
+    vetHello: ((hello: Hello) => MigrationError | null) | null;
+  };
+  /** Connections no migration owns (yet), oldest first: what maxConnections bounds. */
+  private readonly pending = new Set<Connection>();
+  /** Guests that arrived here and may still run, by uuid: one identity, one running guest. */
+  private readonly delivered = new Map<string, Guest>();
   /** Loaded by listen() when opts.tls is set. */
   private tlsCreds: TlsServerCredentials | null = null;
   /** TLS handshakes under way: ended without a word on close(). */
@@ -117,6 +162,11 @@ export class Destination {
       noProgressTimeoutMs: opts.noProgressTimeoutMs ?? 10_000,
       tickMs: opts.tickMs ?? 250,
       maxRamBytes: opts.maxRamBytes ?? Math.floor(os.totalmem() * 0.9),
+      maxMigrations: opts.maxMigrations ?? 64,
+      maxConnections: opts.maxConnections ?? defaultMaxConnections(),
+      maxConnectionsPerPeer: opts.maxConnectionsPerPeer ?? opts.maxConnections ?? defaultMaxConnections(),
+      guestRunning: opts.guestRunning ?? null,
+      vetHello: opts.vetHello ?? null,
       compressionAllow: [...new Set(opts.compressionAllow ?? COMPRESSION_METHODS)],
       tls: opts.tls ?? null,
     };
@@ -124,9 +174,19 @@ export class Destination {
     if (this.opts.channels !== null && !(Number.isInteger(this.opts.channels) && this.opts.channels >= 1 && this.opts.channels <= 255)) {
       throw new ConfigInvalidError(`channels must be 1..255, got ${this.opts.channels}`);
     }
+    for (const k of ['maxRamBytes', 'maxMigrations', 'maxConnections', 'maxConnectionsPerPeer'] as const) {
+      const v = this.opts[k];
+      if (!(Number.isSafeInteger(v) && v >= 1)) throw new ConfigInvalidError(`${k} must be a whole number of at least 1, got ${v}`);
+    }
     this.expectUuid = this.opts.uuid ? uuidToBytes(this.opts.uuid) : null;
     // Connection-level rejections carry migration: null.
     this.own.on((e) => this.forward({ ...e, migration: null } as MigrationEvent));
+  }
+
+  /** The owner that knows this host's guests and migrations (the console's or an agent's registry). */
+  attachOwner(owner: { guestRunning?: (uuid: string) => boolean; vetHello?: (hello: Hello) => MigrationError | null }): void {
+    if (owner.guestRunning) this.opts.guestRunning = owner.guestRunning;
+    if (owner.vetHello) this.opts.vetHello = owner.vetHello;
   }
 
   /** Every event: of each migration, and destination-level rejections. */
@@ -179,6 +239,26 @@ export class Destination {
     return [...this.migrations.values()];
   }
 
+  /** Guests that arrived here and still run (they count against maxRamBytes until stopped). */
+  get guests(): Guest[] {
+    for (const [uuid, g] of this.delivered) if (g.state === 'stopped') this.delivered.delete(uuid);
+    return [...this.delivered.values()];
+  }
+
+  /** RAM of the migrations being received and of the guests that arrived and run. */
+  get committedRam(): number {
+    let n = 0;
+    for (const m of this.migrations.values()) n += m.guest.ramSize;
+    for (const g of this.guests) n += g.ramSize;
+    return n;
+  }
+
+  /** Connections no migration owns yet (waiting for their first bytes, a handshake, a hello or their main channel). */
+  get pendingConnections(): number {
+    this.prunePending();
+    return this.pending.size;
+  }
+
   /** Stops listening; cancels migrations in flight; closes held connections. */
   async close(): Promise<void> {
     this.closing = true;
@@ -210,12 +290,17 @@ export class Destination {
       return;
     }
     const number = ++this.nextConnection;
+    socket.setKeepAlive(true, KEEPALIVE_MS);
     let conn!: Connection;
     const first = new FixedReader(new Uint8Array(4), (b) => this.classify(conn, b, timer));
     conn = new Connection(number, socket, first, (err) => this.readError(conn, err));
     conn.partial = () => first.buf.subarray(0, first.received);
     this.open.add(conn);
-    socket.once('close', () => this.open.delete(conn));
+    this.admit(conn);
+    socket.once('close', () => {
+      this.open.delete(conn);
+      this.pending.delete(conn);
+    });
     const timer = setTimeout(() => this.handshakeTimeout(conn), this.opts.handshakeTimeoutMs);
     conn.onEnd(() => {
       clearTimeout(timer);
@@ -225,21 +310,52 @@ export class Destination {
     conn.reader.start();
   }
 
+  /**
+   * A new connection joins those no migration owns; past maxConnections (in total, or from
+   * its peer's address) the oldest of them is closed to make room.
+   */
+  private admit(conn: Connection): void {
+    this.prunePending();
+    const host = conn.socket.remoteAddress ?? 'unknown';
+    const fromPeer = [...this.pending].filter((c) => (c.socket.remoteAddress ?? 'unknown') === host);
+    if (fromPeer.length >= this.opts.maxConnectionsPerPeer) this.evict(fromPeer[0], `${fromPeer.length} connections from ${host}`, this.opts.maxConnectionsPerPeer, 'per peer');
+    else if (this.pending.size >= this.opts.maxConnections) this.evict(this.pending.values().next().value!, `${this.pending.size} connections`, this.opts.maxConnections, 'in total');
+    this.pending.add(conn);
+  }
+
+  private prunePending(): void {
+    for (const c of this.pending) if (c.isClosed || c.owner === 'refused' || c.owner instanceof IncomingMigration) this.pending.delete(c);
+  }
+
+  private evict(old: Connection, what: string, limit: number, scope: string): void {
+    this.pending.delete(old);
+    const held = this.held.find((h) => h.conn === old);
+    if (held) this.unhold(held);
+    const channel = held ? held.hs.id : null;
+    const err = new TooManyConnectionsError(
+      `${channelPrefix({ channel, connection: old.number, peer: old.peer })}closed to make room: ${what} without a migration, the limit ${scope} is ${limit} (--max-connections${scope === 'per peer' ? '-per-peer' : ''})`,
+      { channel, connection: old.number, peer: old.peer, expected: `at most ${limit} connections ${scope} without a migration`, received: String(limit + 1) },
+    );
+    old.owner = null;
+    if (classifyConnection(old.partial()) === 'main') this.refuseMain(old, err);
+    else this.refuse(old, err);
+  }
+
   /** No whole handshake (or hello) within the handshake timeout of the connection's arrival. */
   private handshakeTimeout(conn: Connection): void {
     if (conn.owner !== null || conn.isClosed) return;
     const got = conn.partial().length;
     const ms = this.opts.handshakeTimeoutMs;
-    this.refuse(
-      conn,
-      new ChannelHandshakeTimeoutError(`connection #${conn.number} from ${conn.peer}: ${got} bytes of handshake within ${ms} ms`, {
-        connection: conn.number,
-        peer: conn.peer,
-        channel: null,
-        expected: `a handshake within ${ms} ms`,
-        received: `${got} bytes`,
-      }),
-    );
+    const err = new ChannelHandshakeTimeoutError(`connection #${conn.number} from ${conn.peer}: ${got} bytes of handshake within ${ms} ms`, {
+      connection: conn.number,
+      peer: conn.peer,
+      channel: null,
+      expected: `a handshake within ${ms} ms`,
+      received: `${got} bytes`,
+    });
+    // A main channel that never finished its hello is told why, as every main refusal is.
+    if (classifyConnection(conn.partial()) === 'main') this.refuseMain(conn, err);
+    else this.refuse(conn, err);
   }
 
   private classify(conn: Connection, first: Uint8Array, timer: NodeJS.Timeout): void {
@@ -252,13 +368,24 @@ export class Destination {
     }
     const kind = classifyConnection(first);
     if (kind === 'main') {
-      const decoder = new FrameDecoder(undefined, { preamble: true, peer: conn.peer, connection: conn.number });
-      const scratch = new Uint8Array(MAIN_CHUNK);
+      // Nothing larger than a hello is buffered for a peer until its hello is accepted.
+      const decoder = new FrameDecoder(HELLO_MAX_LENGTH, { preamble: true, peer: conn.peer, connection: conn.number });
+      // The main channel's bytes so far, for reports (the preamble and a frame's first bytes).
+      let seen = first;
+      conn.partial = () => seen;
       let frames: Frame[] = decoder.push(first);
+      const scratch = new Uint8Array(MAIN_CHUNK);
       const consumer: ReadConsumer = {
         next: () => scratch,
         advance: (n) => {
-          frames = frames.concat(decoder.push(scratch.subarray(0, n)));
+          if (seen.length < HANDSHAKE_SIZE) seen = Buffer.concat([seen, scratch.subarray(0, Math.min(n, HANDSHAKE_SIZE))]);
+          try {
+            frames = frames.concat(decoder.push(scratch.subarray(0, n)));
+          } catch (err) {
+            clearTimeout(timer);
+            this.refuseMain(conn, withContext(asMigrationError(err), { peer: conn.peer, connection: conn.number }));
+            return;
+          }
           if (frames.length === 0) return;
           clearTimeout(timer);
           const [helloFrame, ...rest] = frames;
@@ -379,7 +506,12 @@ export class Destination {
     conn = new Connection(raw.number, socket, first, (err) => this.readError(conn, err), info, raw.acceptedAt);
     conn.partial = () => first.buf.subarray(0, first.received);
     this.open.add(conn);
-    socket.once('close', () => this.open.delete(conn));
+    // Still without a migration: it keeps its place among the pending connections.
+    if (this.pending.delete(raw)) this.pending.add(conn);
+    socket.once('close', () => {
+      this.open.delete(conn);
+      this.pending.delete(conn);
+    });
     conn.onEnd(() => {
       clearTimeout(timer);
       if (conn.owner !== null) return;
@@ -517,35 +649,44 @@ export class Destination {
       }
       hello = r.data;
       this.checkHello(hello, where);
+      this.admitHello(hello, where);
     } catch (err) {
-      this.refuseMain(conn, asMigrationError(err, where));
-      return;
-    }
-    const existing = this.migrations.get(hello.uuid);
-    if (existing && !existing.isTerminal) {
-      this.refuseMain(
-        conn,
-        new BusyError(`main channel from ${conn.peer}: a migration of guest ${hello.uuid} is already running here (${existing.id})`, {
-          ...where,
-          expected: 'no migration of this guest in progress',
-          received: `migration ${hello.migrationId}`,
-        }),
-      );
+      this.refuseMain(conn, withContext(asMigrationError(err), where));
       return;
     }
     const heldHere = this.held.filter((h) => h.uuid === hello.uuid);
     const firstAt = Math.min(conn.acceptedAt, ...heldHere.map((h) => h.conn.acceptedAt));
-    const m = new IncomingMigration(hello, conn, decoder, {
-      setupTimeoutMs: this.opts.setupTimeoutMs,
-      noProgressTimeoutMs: this.opts.noProgressTimeoutMs,
-      tickMs: this.opts.tickMs,
-      firstConnectionAt: firstAt,
-    });
+    let m: IncomingMigration;
+    try {
+      // The guest's own checks (its uuid, its blocks' names) refuse here, before any listener.
+      m = new IncomingMigration(hello, conn, decoder, {
+        setupTimeoutMs: this.opts.setupTimeoutMs,
+        noProgressTimeoutMs: this.opts.noProgressTimeoutMs,
+        tickMs: this.opts.tickMs,
+        firstConnectionAt: firstAt,
+      });
+    } catch (err) {
+      conn.owner = null;
+      this.refuseMain(conn, withContext(asMigrationError(err), where));
+      return;
+    }
+    // The old copy is gone, says the operator: it stops before the new one arrives.
+    if (hello.replace) void this.delivered.get(hello.uuid)?.stop();
+    this.delivered.delete(hello.uuid);
+    decoder.maxLength = FRAME_MAX_LENGTH;
     this.migrations.set(hello.uuid, m);
     m.events.on((e) => this.forward(e));
     for (const fn of this.migrationListeners) fn(m);
     m.begin();
-    void m.done.then(() => {
+    void m.done.then((r) => {
+      if (r.guest) {
+        const g = r.guest;
+        this.delivered.set(hello.uuid, g);
+        // Let go of it when it stops, so its RAM can go back to the host.
+        void g.stopped.then(() => {
+          if (this.delivered.get(hello.uuid) === g) this.delivered.delete(hello.uuid);
+        });
+      }
       if (this.migrations.get(hello.uuid) !== m) return;
       this.migrations.delete(hello.uuid);
       this.ended.set(hello.uuid, { id: m.id, at: Date.now() });
@@ -594,6 +735,7 @@ export class Destination {
     }
     const names = new Set<string>();
     let total = 0;
+    // (the RAM limit is checked in admitHello, against everything committed)
     for (const b of hello.blocks) {
       if (b.size % PAGE_SIZE !== 0) {
         throw new MainBadFrameError(`main channel from ${where.peer}: block ${b.name} is ${b.size} bytes, not a whole number of pages`, { ...where, field: 'blocks' });
@@ -602,13 +744,46 @@ export class Destination {
       names.add(b.name);
       total += b.size;
     }
-    // Checked before a byte of guest RAM is allocated.
-    if (total > this.opts.maxRamBytes) {
-      throw new ConfigInvalidError(`main channel from ${where.peer}: guest of ${total} bytes exceeds this destination's limit of ${this.opts.maxRamBytes}`, {
+  }
+
+  /**
+   * What this destination can take on, checked before a byte of guest RAM is allocated: one
+   * migration per guest, one running copy of each guest, the migration count, and the RAM
+   * of every guest arriving or arrived.
+   */
+  private admitHello(hello: Hello, where: { peer: string; connection: number }): void {
+    const existing = this.migrations.get(hello.uuid);
+    if (existing && !existing.isTerminal) {
+      throw new BusyError(`main channel from ${where.peer}: a migration of guest ${hello.uuid} is already running here (${existing.id})`, {
         ...where,
-        expected: `at most ${this.opts.maxRamBytes} bytes`,
-        received: `${total} bytes`,
+        expected: 'no migration of this guest in progress',
+        received: `migration ${hello.migrationId}`,
       });
+    }
+    const here = this.guests.find((g) => g.uuid === hello.uuid);
+    const exists = this.opts.guestRunning ? this.opts.guestRunning(hello.uuid) : here !== undefined;
+    if (!hello.replace && exists) {
+      throw new GuestExistsError(
+        `main channel from ${where.peer}: guest ${hello.uuid} already runs on this host; two running copies of one guest would diverge (stop this copy first, or migrate with --replace if it is gone)`,
+        { ...where, field: 'uuid', expected: `no running guest ${hello.uuid} here`, received: `a migration of guest ${hello.uuid}` },
+      );
+    }
+    if (this.migrations.size >= this.opts.maxMigrations) {
+      throw new TooManyMigrationsError(
+        `main channel from ${where.peer}: ${this.migrations.size} migrations are arriving here already, the limit is ${this.opts.maxMigrations} (--max-migrations)`,
+        { ...where, expected: `at most ${this.opts.maxMigrations} migrations at once`, received: String(this.migrations.size + 1) },
+      );
+    }
+    const vetoed = this.opts.vetHello?.(hello);
+    if (vetoed) throw vetoed;
+    const size = hello.blocks.reduce((n, b) => n + b.size, 0);
+    // A replaced copy's RAM is given back as the new one arrives.
+    const committed = this.committedRam - (hello.replace && here ? here.ramSize : 0);
+    if (committed + size > this.opts.maxRamBytes) {
+      throw new RamLimitError(
+        `main channel from ${where.peer}: a guest of ${formatBytes(size)} does not fit: ${formatBytes(committed)} of this destination's ${formatBytes(this.opts.maxRamBytes)} (--max-ram) are committed to incoming and arrived guests`,
+        { ...where, field: 'blocks', expected: `at most ${this.opts.maxRamBytes - committed} bytes`, received: `${size} bytes` },
+      );
     }
   }
 
@@ -678,9 +853,10 @@ export class Destination {
   }
 
   private hold(conn: Connection, hs: Handshake, uuid: string, inSetup: IncomingMigration[]): void {
+    // Held connections count against maxConnections as every connection without a migration does.
     const perUuid = (this.opts.channels ?? 255) + 1;
     const same = this.held.filter((h) => h.uuid === uuid).length;
-    if (same >= perUuid || this.held.length >= HELD_TOTAL_MAX) {
+    if (same >= perUuid) {
       const err = new TooManyConnectionsError(
         `${channelPrefix({ channel: hs.id, connection: conn.number, peer: conn.peer })}refused: ${same} connections for uuid ${uuid} already wait for their main channel`,
         { channel: hs.id, connection: conn.number, peer: conn.peer, expected: `at most ${perUuid}`, received: String(same + 1) },
@@ -751,6 +927,21 @@ export class Destination {
     this.report(err, null, false);
     drop(conn);
   }
+}
+
+/**
+ * Half the process's open-file limit (Linux: /proc/self/limits), within 16..1024: room for
+ * the migrations' own channels, whatever floods the port.
+ */
+function defaultMaxConnections(): number {
+  let nofile = 2048;
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    if (m) nofile = Number(m[1]);
+  } catch {
+    // not Linux: the default stands
+  }
+  return Math.max(16, Math.min(1024, Math.floor(nofile / 2)));
 }
 
 /** Closes a refused connection; its closing is not reported again. */

@@ -35,7 +35,12 @@ describe('parseFault', () => {
     ['ch1:drop', /drop takes/],
     ['ch1:drop:-5', /whole number/],
     ['ch1:slow', /slow takes/],
-    ['ch1:slow:0', /at least 1/],
+    ['ch1:slow:0', /from 1 to/],
+    ['ch0:drop:999999999999999999999', /whole number from 0 to 1099511627776/],
+    ['ch1:slow:1e9', /whole number/],
+    ['ch0:truncate:64', /from 0 to 63/],
+    ['ch0:truncate:99999', /from 0 to 63/],
+    ['ch0:id-256', /0 to 255/],
     ['ch1:bad-header:flags', /bad-header takes one of/],
     ['ch1:truncate:x', /whole number/],
   ];

@@ -35,6 +35,9 @@ export interface Fault {
   field?: HeaderFault;
 }
 
+/** drop's and slow's largest argument: 1 TiB (of payload, or a second), past any guest here. */
+const FAULT_MAX_BYTES = 2 ** 40;
+
 /** Parses one `--inject` value. Throws ConfigInvalidError saying what was expected. */
 export function parseFault(spec: string, channels: number): Fault {
   const m = /^ch(\d+):([a-z-]+?)(?:-(\d+))?(?::(.+))?$/.exec(spec.trim());
@@ -46,16 +49,27 @@ export function parseFault(spec: string, channels: number): Fault {
   const kind = m[2];
   const num = m[3];
   const arg = m[4];
-  const bytes = (what: string, dflt?: number): number => {
+  /** A whole number the fault can mean: min..max, refused with the range otherwise. */
+  const bytes = (what: string, dflt: number | undefined, min: number, max: number): number => {
     if (arg === undefined && dflt !== undefined) return dflt;
-    const v = Number(arg);
-    if (!Number.isInteger(v) || v < 0) throw new ConfigInvalidError(`--inject ${spec}: ${what} must be a whole number`);
+    const v = /^\d{1,16}$/.test(arg ?? '') ? Number(arg) : NaN;
+    if (!Number.isSafeInteger(v) || v < min || v > max) {
+      throw new ConfigInvalidError(`--inject ${spec}: ${what} must be a whole number from ${min} to ${max}`, {
+        field: 'inject',
+        expected: `${min}..${max}`,
+        received: arg ?? '',
+      });
+    }
     return v;
   };
   switch (kind) {
-    case 'id':
+    case 'id': {
       if (num === undefined) break;
-      return { channel, kind: 'id', n: Number(num) };
+      const n = Number(num);
+      // The handshake's id is one byte.
+      if (!(n >= 0 && n <= 255)) throw new ConfigInvalidError(`--inject ${spec}: id-N takes a channel id from 0 to 255`, { field: 'inject', expected: '0..255', received: num });
+      return { channel, kind: 'id', n };
+    }
     case 'uuid':
     case 'dup':
     case 'magic':
@@ -71,15 +85,14 @@ export function parseFault(spec: string, channels: number): Fault {
       if (num !== undefined || arg !== undefined) break;
       return { channel, kind };
     case 'truncate':
-      return { channel, kind, n: bytes('BYTES', 20) };
+      // Cut short: 64 bytes or more is a whole handshake, no fault at all.
+      return { channel, kind, n: bytes('BYTES (of the 64-byte handshake sent)', 20, 0, 63) };
     case 'drop':
       if (arg === undefined) throw new ConfigInvalidError(`--inject ${spec}: drop takes the payload bytes to send first, e.g. ch1:drop:65536`);
-      return { channel, kind, n: bytes('BYTES') };
+      return { channel, kind, n: bytes('BYTES', undefined, 0, FAULT_MAX_BYTES) };
     case 'slow': {
       if (arg === undefined) throw new ConfigInvalidError(`--inject ${spec}: slow takes a rate in bytes/s, e.g. ch1:slow:1048576`);
-      const n = bytes('RATE (bytes/s)');
-      if (n < 1) throw new ConfigInvalidError(`--inject ${spec}: slow needs a rate of at least 1 byte/s`);
-      return { channel, kind, n };
+      return { channel, kind, n: bytes('RATE (bytes/s)', undefined, 1, FAULT_MAX_BYTES) };
     }
     case 'bad-header': {
       const field = HEADER_FAULTS.find((x) => x === arg);

@@ -17,6 +17,8 @@ import {
   MainBadFrameError,
   MainClosedError,
   MigrationError,
+  PagesMissingError,
+  SourceSilentError,
   RemoteFailedError,
   asMigrationError,
   type SerializedError,
@@ -210,6 +212,14 @@ export class IncomingMigration {
   private digest: string | null = null;
   private verified = false;
   private ready: Promise<void>;
+  /** Faults in the guest's RAM ahead of the channels; started once every channel is up. */
+  private populator: Populator | null = null;
+  /** When a byte last came from the source, on any of its connections. */
+  private lastHeard = Date.now();
+  private heardBytes = 0;
+  private mainBytesIn = 0;
+  /** Complete arrived: the destination is the one working now. */
+  private completing = false;
 
   constructor(
     readonly hello: Hello,
@@ -227,8 +237,7 @@ export class IncomingMigration {
     this.chans = new Array(hello.channels).fill(null);
     this.guest = Guest.incoming({ uuid: hello.uuid, name: hello.name, blocks: hello.blocks });
     this.written = new Map(this.guest.blocks.map((b) => [b, new Uint8Array(b.pages)]));
-    const populator = new Populator(this.guest.blocks);
-    this.life.defer(() => populator.stop());
+    this.life.defer(() => this.populator?.stop());
     main.owner = this;
     main.onEnd(() => this.onMainEnd());
     this.life.socket(main.socket);
@@ -254,6 +263,11 @@ export class IncomingMigration {
     return this.result.promise;
   }
 
+  /** The guest's RAM is being faulted in ahead of the pages (only once every channel is up). */
+  get populating(): boolean {
+    return this.populator !== null;
+  }
+
   get isSetup(): boolean {
     return this.state === 'setup';
   }
@@ -268,6 +282,7 @@ export class IncomingMigration {
 
   /** Main-channel bytes after the preamble and hello, from the connection's reader. */
   mainBytes(chunk: Uint8Array): void {
+    this.mainBytesIn += chunk.length;
     let frames: Frame[];
     try {
       frames = this.decoder.push(chunk);
@@ -279,7 +294,9 @@ export class IncomingMigration {
   }
 
   /** Frames for processQueue(), in order; the main channel's reader pauses behind them. */
-  enqueue(frames: Frame[]): void {
+  enqueue(all: Frame[]): void {
+    // A Ping only says the source is alive (its bytes were counted): it waits behind nothing.
+    const frames = all.filter((f) => f.type !== FrameType.Ping);
     if (frames.length === 0) return;
     this.queue.push(...frames);
     // Frames wait behind a sync barrier; a source that keeps sending is held back by TCP.
@@ -313,6 +330,8 @@ export class IncomingMigration {
     conn.reader.start();
     if (++this.accepted === this.channelCount && this.state === 'setup') {
       this.setupTimeMs = Date.now() - this.startedAt;
+      // Only now is the guest's RAM faulted in ahead of the pages: a hello alone commits none.
+      this.populator = new Populator(this.guest.blocks);
       this.setState('active');
     }
   }
@@ -394,7 +413,8 @@ export class IncomingMigration {
         return;
       case FrameType.Complete: {
         const c = this.parse(CompleteSchema, f);
-        await this.verify(c.digest);
+        this.completing = true;
+        await this.verify(c);
         return;
       }
       case FrameType.Abort: {
@@ -428,19 +448,52 @@ export class IncomingMigration {
     mk.released.resolve();
   }
 
-  private async verify(theirs: string): Promise<void> {
+  /**
+   * A migration completes only when every channel connected, every round's SYNC barrier
+   * passed, every page the source says it sent arrived, and the digests agree. A mismatch
+   * names the source's digest, never this side's: the digest of RAM the source did not
+   * fill is not for a peer to learn.
+   */
+  private async verify(c: z.infer<typeof CompleteSchema>): Promise<void> {
+    const where = { peer: this.main.peer, connection: this.main.number };
     if (!this.deviceState) {
-      throw new MainBadFrameError(`main channel from ${this.main.peer}: complete before device state`, { peer: this.main.peer });
+      throw new MainBadFrameError(`main channel from ${this.main.peer}: complete before device state`, { ...where, field: 'complete' });
     }
-    const ours = formatDigest(this.hashes.digest());
-    this.digest = ours;
-    if (ours !== theirs) {
-      throw new DigestMismatchError(`RAM digest ${ours} does not match the source's ${theirs}: pages were lost or corrupted`, {
-        peer: this.main.peer,
-        expected: theirs,
-        received: ours,
+    if (this.accepted !== this.channelCount) {
+      throw new MainBadFrameError(`main channel from ${this.main.peer}: complete with ${this.accepted} of ${this.channelCount} channels connected`, {
+        ...where,
+        field: 'complete',
+        expected: `${this.channelCount} channels connected`,
+        received: String(this.accepted),
       });
     }
+    const synced = this.barrierRound - 1;
+    if (synced < 1 || c.round !== synced) {
+      throw new MainBadFrameError(`main channel from ${this.main.peer}: complete for round ${c.round}, but ${synced} rounds passed their SYNC barrier`, {
+        ...where,
+        field: 'round',
+        expected: String(synced),
+        received: String(c.round),
+      });
+    }
+    const pages = this.chans.reduce((n, ch) => n + (ch ? ch.reader.pages : 0), 0);
+    const zeroPages = this.chans.reduce((n, ch) => n + (ch ? ch.reader.zeroPages : 0), 0);
+    if (pages !== c.pages || zeroPages !== c.zeroPages) {
+      throw new PagesMissingError(
+        `main channel from ${this.main.peer}: the source sent ${c.pages} pages and ${c.zeroPages} zero pages, ${pages} and ${zeroPages} arrived`,
+        { ...where, expected: `${c.pages} pages, ${c.zeroPages} zero pages`, received: `${pages} pages, ${zeroPages} zero pages` },
+      );
+    }
+    const theirs = c.digest;
+    const ours = formatDigest(this.hashes.digest());
+    if (ours !== theirs) {
+      throw new DigestMismatchError(`RAM digest does not match the source's ${theirs}: pages were lost or corrupted`, {
+        ...where,
+        expected: theirs,
+        received: 'another digest',
+      });
+    }
+    this.digest = ours;
     this.verified = true;
     // Channels are done: their closing is no longer a failure.
     for (const ch of this.chans) ch?.conn.offEnd();
@@ -574,7 +627,27 @@ export class IncomingMigration {
   private tick(): void {
     const now = Date.now();
     for (const ch of this.chans) ch?.tick(now);
-    this.meter.sample(now, this.transferred());
+    const transferred = this.transferred();
+    this.meter.sample(now, transferred);
+    const heard = transferred + this.mainBytesIn;
+    if (heard !== this.heardBytes) {
+      this.heardBytes = heard;
+      this.lastHeard = now;
+    }
+    // Nothing from the source anywhere (not even its once-a-second Ping), and not because this
+    // side holds it back: it lost power or its network, and closed nothing.
+    const silent = now - this.lastHeard;
+    if ((this.state === 'active' || this.state === 'switchover') && !this.completing && !this.mainHeld && silent > this.opts.noProgressTimeoutMs) {
+      this.fail(
+        new SourceSilentError(`main channel from ${this.main.peer}: nothing from the source on any connection for ${silent} ms (no-progress timeout ${this.opts.noProgressTimeoutMs} ms)`, {
+          peer: this.main.peer,
+          connection: this.main.number,
+          expected: `a byte within ${this.opts.noProgressTimeoutMs} ms`,
+          received: `none for ${silent} ms`,
+        }),
+      );
+      return;
+    }
     const mk = this.marker;
     if (mk && (this.state === 'active' || this.state === 'switchover')) {
       // The source has sent this round's SYNC on every channel: one that does not reach it

@@ -107,6 +107,10 @@ interface RoundWork {
   lastSkipAt: number;
 }
 
+/** Main-channel heartbeat: a Ping every second, whatever else is sent. */
+const PING_MS = 1000;
+const PING_FRAME = encodeFrame(FrameType.Ping, new Uint8Array(0));
+
 export class SourceMigration {
   readonly id: string;
   readonly events: MigrationEmitter;
@@ -266,10 +270,15 @@ export class SourceMigration {
       ...(cfg.compression !== 'none' ? { compressionLevel: cfg.compressionLevel } : {}),
       blocks: this.guest.blocks.map((b) => ({ name: b.name, size: b.size })),
       name: this.guest.name,
+      ...(cfg.replace ? { replace: true } : {}),
+      ...(cfg.pairing ? { pairing: cfg.pairing } : {}),
     };
     main.write(encodePreamble());
     this.sendJson(FrameType.Hello, hello);
     this.life.interval(this.tickMs, () => this.tick());
+    // A live source is never silent: the destination ends one it has not heard from in its
+    // no-progress timeout (a power loss or a partition closes nothing).
+    this.life.interval(PING_MS, () => this.send(PING_FRAME));
     await this.life.until(this.helloAck.promise);
 
     const channelTls: ChannelTls | null = this.tls ? { creds: this.tls, host } : null;
@@ -341,7 +350,10 @@ export class SourceMigration {
     await this.sendRound(this.takePageSets(false), false);
     this.send(encodeFrame(FrameType.DeviceState, deviceState));
     this.digest = formatDigest(this.hashes.digest());
-    this.sendJson(FrameType.Complete, { digest: this.digest, round: this.round });
+    // What every channel sent, so the destination can tell that it received all of it.
+    const pages = this.channels.reduce((n, c) => n + c.pages, 0);
+    const zeroPages = this.channels.reduce((n, c) => n + c.zeroPages, 0);
+    this.sendJson(FrameType.Complete, { digest: this.digest, round: this.round, pages, zeroPages });
     const verifyTimer = this.life.timeout(cfg.verifyTimeoutMs, () =>
       this.fail(
         new VerifyTimeoutError(`destination gave no verdict within ${cfg.verifyTimeoutMs} ms of sending the last pages`, {

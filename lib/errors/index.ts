@@ -43,6 +43,12 @@ export const ERROR_CODES = [
   'MIGRATION_CHANNEL_COUNT_MISMATCH',
   'MIGRATION_BUSY',
   'MIGRATION_TOO_MANY_CONNECTIONS',
+  'MIGRATION_TOO_MANY_MIGRATIONS',
+  'MIGRATION_RAM_LIMIT',
+  'MIGRATION_GUEST_EXISTS',
+  'MIGRATION_SOURCE_SILENT',
+  'MIGRATION_PAGES_MISSING',
+  'MIGRATION_ID_CONFLICT',
   'MIGRATION_CONNECT_FAILED',
   'MIGRATION_DIGEST_MISMATCH',
   'MIGRATION_VERIFY_TIMEOUT',
@@ -186,6 +192,12 @@ export class MainClosedError extends define('MIGRATION_MAIN_CLOSED', 'main chann
 export class ChannelCountMismatchError extends define('MIGRATION_CHANNEL_COUNT_MISMATCH', 'channel count mismatch') {}
 export class BusyError extends define('MIGRATION_BUSY', 'a migration of this guest is already running') {}
 export class TooManyConnectionsError extends define('MIGRATION_TOO_MANY_CONNECTIONS', 'too many connections held') {}
+export class TooManyMigrationsError extends define('MIGRATION_TOO_MANY_MIGRATIONS', 'the destination serves as many migrations as it allows') {}
+export class RamLimitError extends define('MIGRATION_RAM_LIMIT', "the guest's RAM does not fit in what the destination allows for incoming guests") {}
+export class GuestExistsError extends define('MIGRATION_GUEST_EXISTS', 'a guest with this uuid already runs on the destination') {}
+export class SourceSilentError extends define('MIGRATION_SOURCE_SILENT', 'the source sent nothing on any connection for too long') {}
+export class PagesMissingError extends define('MIGRATION_PAGES_MISSING', 'the destination did not receive every page the source sent') {}
+export class IdConflictError extends define('MIGRATION_ID_CONFLICT', 'the migration id names another migration at the destination') {}
 export class ConnectFailedError extends define('MIGRATION_CONNECT_FAILED', 'could not connect to the destination') {}
 export class DigestMismatchError extends define('MIGRATION_DIGEST_MISMATCH', 'RAM digest mismatch') {}
 export class VerifyTimeoutError extends define('MIGRATION_VERIFY_TIMEOUT', 'no verdict from the destination in time') {}
@@ -216,6 +228,12 @@ const ERROR_CLASSES: Partial<Record<ErrorCode, Ctor>> = {
   MIGRATION_CHANNEL_COUNT_MISMATCH: ChannelCountMismatchError,
   MIGRATION_BUSY: BusyError,
   MIGRATION_TOO_MANY_CONNECTIONS: TooManyConnectionsError,
+  MIGRATION_TOO_MANY_MIGRATIONS: TooManyMigrationsError,
+  MIGRATION_RAM_LIMIT: RamLimitError,
+  MIGRATION_GUEST_EXISTS: GuestExistsError,
+  MIGRATION_SOURCE_SILENT: SourceSilentError,
+  MIGRATION_PAGES_MISSING: PagesMissingError,
+  MIGRATION_ID_CONFLICT: IdConflictError,
   MIGRATION_CONNECT_FAILED: ConnectFailedError,
   MIGRATION_DIGEST_MISMATCH: DigestMismatchError,
   MIGRATION_VERIFY_TIMEOUT: VerifyTimeoutError,
@@ -231,6 +249,17 @@ export function asMigrationError(err: unknown, ctx: ErrorContext = {}): Migratio
   if (err instanceof MigrationError) return err;
   const message = err instanceof Error ? err.message : String(err);
   return new InternalError(`${channelPrefix(ctx)}${message}`, { ...ctx, cause: err });
+}
+
+/**
+ * The same error with the context it lacks filled in (a guest's own checks know nothing of
+ * the connection that brought the bad value): fields it already has are kept.
+ */
+export function withContext(err: MigrationError, ctx: Pick<ErrorContext, 'peer' | 'connection' | 'channel'>): MigrationError {
+  const s = err.toJSON();
+  const filled = { ...s, peer: s.peer ?? ctx.peer ?? null, connection: s.connection ?? ctx.connection ?? null, channel: s.channel ?? ctx.channel ?? null };
+  if (filled.peer === s.peer && filled.connection === s.connection && filled.channel === s.channel) return err;
+  return MigrationError.fromJSON(filled);
 }
 
 export function isMigrationError(err: unknown): err is MigrationError {

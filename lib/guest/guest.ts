@@ -14,6 +14,7 @@
  *
  * start/pause/resume/resumeFrom/stop run one at a time, in call order.
  */
+import { reclaimReleasedRam } from './reclaim';
 import { getRandomValues } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { v4 as uuidv4 } from 'uuid';
@@ -89,6 +90,10 @@ export class Guest {
   /** Resolves when the current worker has exited. */
   #workerGone: Promise<void> = Promise.resolve();
   #lastError: Error | null = null;
+  #resolveStopped!: () => void;
+  readonly #stopped = new Promise<void>((resolve) => {
+    this.#resolveStopped = resolve;
+  });
   /** Tail of the queue of lifecycle operations. */
   #queue: Promise<unknown> = Promise.resolve();
 
@@ -252,7 +257,15 @@ export class Guest {
       if (this.#state === 'stopped') return;
       this.#state = 'stopped';
       await this.#killWorker();
+      this.#resolveStopped();
+      // Its RAM goes back to the host once nothing holds the guest (lib/guest/reclaim.ts).
+      reclaimReleasedRam();
     });
+  }
+
+  /** Resolves once the guest has stopped (whoever stopped it). */
+  get stopped(): Promise<void> {
+    return this.#stopped;
   }
 
   stats(): GuestStats {

@@ -66,6 +66,11 @@ export const FRAME_LENGTH_SIZE = 4;
 export const FRAME_TYPE_SIZE = 1;
 export const FRAME_HEADER_SIZE = FRAME_LENGTH_SIZE + FRAME_TYPE_SIZE;
 export const FRAME_MAX_LENGTH = 16 * 1024 * 1024;
+/**
+ * The largest Hello a destination reads (type byte and JSON): 64 blocks of 255-byte names
+ * fit many times over. Until a hello is accepted nothing larger is buffered for a peer.
+ */
+export const HELLO_MAX_LENGTH = 64 * 1024;
 
 /** QEMU's own main-stream magic ("QEVM"), recognised so it is reported by name. */
 export const QEMU_VM_MAGIC = 0x5145564d;

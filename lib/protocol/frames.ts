@@ -45,6 +45,8 @@ export const FrameType = {
   Complete: 0x05,
   /** source → destination: {code, message}, the source gives up (cancel or failure) */
   Abort: 0x06,
+  /** source → destination: empty, once a second: the source is alive (a silent one is ended) */
+  Ping: 0x07,
   /** destination → source: {}, the hello was accepted */
   HelloAck: 0x80,
   /** destination → source: {channel, connection, peer}, a multifd channel passed its handshake */
@@ -140,7 +142,7 @@ type State = typeof PREAMBLE | typeof HEADER | typeof PAYLOAD;
 const EMPTY = Buffer.alloc(0);
 
 export class FrameDecoder {
-  readonly #maxLength: number;
+  #maxLength: number;
   readonly #ctx: ConnectionContext;
   /** Preamble or frame header bytes so far. */
   readonly #head = new Uint8Array(MAIN_PREAMBLE_SIZE);
@@ -156,6 +158,20 @@ export class FrameDecoder {
     this.#maxLength = maxLength;
     this.#ctx = { peer: options.peer ?? null, connection: options.connection ?? null };
     this.#state = options.preamble ? PREAMBLE : HEADER;
+  }
+
+  /**
+   * Changes the largest frame taken from here on (a destination reads the hello under a
+   * small limit and raises it once the hello is accepted). A frame already being read keeps
+   * the length it was checked against.
+   */
+  set maxLength(maxLength: number) {
+    if (!Number.isInteger(maxLength) || maxLength < 1 || maxLength > 0xffffffff) throw new RangeError(`bad max frame length ${maxLength}`);
+    this.#maxLength = maxLength;
+  }
+
+  get maxLength(): number {
+    return this.#maxLength;
   }
 
   /** Bytes held of an incomplete preamble or frame. */

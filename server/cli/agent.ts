@@ -13,6 +13,7 @@ import { EXIT_OK, UsageError, compressionList, ms, oneOf, parsed } from './args'
 import { makeOutput, reportProcess } from './output';
 import { serving } from './serve';
 import { TLS_OPTIONS, tlsBothFrom, tlsUsage } from './tls-args';
+import { LIMIT_OPTIONS, limitUsage, limitsFrom } from './limit-args';
 
 export const AGENT_USAGE = `usage: multifd agent --listen HOST:PORT [options]
 
@@ -24,7 +25,7 @@ export const AGENT_USAGE = `usage: multifd agent --listen HOST:PORT [options]
   --data-dir DIR                history and the made token (default ./data/agent-<name>)
   --timeout-ms MS               incoming channel-setup and handshake timeout (default 10000)
   --compression-allow LIST      compression methods arriving migrations may use (default none,zlib,zstd)
-${tlsUsage('both', 32)}  --events ndjson               one JSON line per event on stdout (first: {"type":"listening"})
+${limitUsage(32)}${tlsUsage('both', 32)}  --events ndjson               one JSON line per event on stdout (first: {"type":"listening"})
 `;
 
 export async function agentCommand(argv: string[]): Promise<number> {
@@ -40,6 +41,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
       'data-dir': { type: 'string' },
       'timeout-ms': { type: 'string' },
       'compression-allow': { type: 'string' },
+      ...LIMIT_OPTIONS,
       ...TLS_OPTIONS,
       events: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -83,6 +85,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
     timeoutMs: ms('timeout-ms', values['timeout-ms']),
     tls,
     compressionAllow: compressionList('compression-allow', values['compression-allow']),
+    limits: limitsFrom(values),
   });
   agent.registry.onBatch((b) => {
     for (const e of b.events) out.event(e);

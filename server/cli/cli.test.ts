@@ -95,10 +95,13 @@ describe('migrate + dest --once, ndjson on both', () => {
         assert.equal(theirs.verified, true);
         assert.equal(theirs.digest, done.digest, 'both sides computed the same RAM digest');
 
-        // The destination reported the source's 4 channels streaming, and the guest running there.
+        // The destination reported the source's 4 channels streaming, and the verified guest
+        // released (without --keep-guests nothing piles up in a long-running dest).
         const streaming = new Set(dest.cli.events.filter((e) => e.type === 'channel' && e.state === 'streaming').map((e) => e.channel));
         assert.deepEqual([...streaming].sort(), [0, 1, 2, 3]);
-        assert.ok(dest.cli.lines.some((l) => l.type === 'guest-running'), 'dest says the guest runs there');
+        const released = dest.cli.lines.find((l) => l.type === 'guest-released');
+        assert.ok(released, `dest says the guest was released: ${dest.cli.describe()}`);
+        assert.equal(dest.cli.lines.some((l) => l.type === 'guest-running'), false);
       } finally {
         dest.cli.kill();
       }

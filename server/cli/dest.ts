@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { Destination, splitHostPort, joinHostPort } from '../../lib/engine';
 import type { Guest } from '../../lib/guest';
 import { formatBytes } from '../../lib/guest';
+import { LIMIT_OPTIONS, limitUsage, limitsFrom } from './limit-args';
 import { EXIT_FAILED, EXIT_OK, UsageError, compressionList, int, ms, oneOf, parsed } from './args';
 import { makeOutput, reportProcess } from './output';
 import { serving } from './serve';
@@ -20,9 +21,12 @@ export const DEST_USAGE = `usage: multifd dest --listen HOST:PORT [options]
   --uuid UUID                 expected guest UUID; channels are checked as soon as they arrive
   --timeout-ms MS             handshake and channel-setup timeout (default 10000)
   --handshake-timeout-ms MS   first bytes of each connection (default: --timeout-ms)
-  --no-progress-timeout-ms MS a channel holding up a sync round fails the migration (default 10000)
+  --no-progress-timeout-ms MS a channel holding up a sync round fails the migration, and so does a
+                              source silent on every connection (default 10000)
   --compression-allow LIST    compression methods a source may use, comma-separated
                               (default none,zlib,zstd); another is refused by name
+${limitUsage()}  --keep-guests               keep each arrived guest running here until exit (default: stop it
+                              once verified, its RAM released)
 ${tlsUsage('destination')}  --once                      exit after the first migration: 0 when verified, 1 otherwise
   --events ndjson             one JSON event per line on stdout (first line: {"type":"listening"})
 `;
@@ -41,6 +45,8 @@ export async function destCommand(argv: string[]): Promise<number> {
       'no-progress-timeout-ms': { type: 'string' },
       'tick-ms': { type: 'string' },
       once: { type: 'boolean' },
+      ...LIMIT_OPTIONS,
+      'keep-guests': { type: 'boolean' },
       'compression-allow': { type: 'string' },
       ...TLS_OPTIONS,
       events: { type: 'string' },
@@ -68,18 +74,24 @@ export async function destCommand(argv: string[]): Promise<number> {
     tickMs: int('tick-ms', values['tick-ms'], 10, 10_000),
     compressionAllow: compressionList('compression-allow', values['compression-allow']),
     tls: tlsServerFrom(values),
+    ...limitsFrom(values),
   });
   dest.onEvent((e) => out.event(e));
   const arrived: Guest[] = [];
   const served = serving();
   dest.onMigration((m) => {
-    void m.done.then((r) => {
-      if (r.guest) {
+    void m.done.then(async (r) => {
+      if (r.guest && values['keep-guests']) {
         arrived.push(r.guest);
         out.info(
           { type: 'guest-running', uuid: r.guest.uuid, ramSize: r.guest.ramSize },
           `guest ${r.guest.uuid} (${formatBytes(r.guest.ramSize)}) is running here`,
         );
+      } else if (r.guest) {
+        // Verified: the migration is proven; the copy is let go, its RAM with it.
+        const g = r.guest;
+        await g.stop().catch(() => {});
+        out.info({ type: 'guest-released', uuid: g.uuid, ramSize: g.ramSize }, `guest ${g.uuid} (${formatBytes(g.ramSize)}) verified and released (--keep-guests keeps it)`);
       }
       if (values.once) served.finish(r.state === 'completed' ? EXIT_OK : EXIT_FAILED);
     });

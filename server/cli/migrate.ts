@@ -37,6 +37,8 @@ ${tlsUsage('source')}  --inject chK:KIND[:ARG]     inject a fault on channel K (
                               bad-header:normal_pages|offset|ramblock|short-payload; with TLS:
                               tls-clear (K connects in clear), tls-hostname (K checks another
                               host name), tls-anon (K presents no client certificate)
+  --replace                   a copy of this guest left at the destination is gone (its host failed):
+                              the destination replaces it instead of refusing (MIGRATION_GUEST_EXISTS)
   --events ndjson             one JSON event per line on stdout
 `;
 
@@ -56,6 +58,7 @@ export async function migrateCommand(argv: string[]): Promise<number> {
       'downtime-limit': { type: 'string' },
       'round-limit': { type: 'string' },
       'auto-converge': { type: 'boolean' },
+      replace: { type: 'boolean' },
       'timeout-ms': { type: 'string' },
       'connect-timeout-ms': { type: 'string' },
       'no-progress-timeout-ms': { type: 'string' },
@@ -91,6 +94,7 @@ export async function migrateCommand(argv: string[]): Promise<number> {
     compression: oneOf('compression', values.compression, COMPRESSION_METHODS),
     compressionLevel: int('compression-level', values['compression-level'], 1, 19),
     tls: tlsClientFrom(values),
+    replace: values.replace ?? false,
   };
   const cfg = MigrationConfigSchema.safeParse(cfgIn);
   if (!cfg.success) throw new UsageError(formatIssues(cfg.error));
