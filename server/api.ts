@@ -7,6 +7,7 @@ import { AddAgentSchema, CreateGuestSchema, EvacuateSchema, StartFleetMigrationS
 import { AgentHttpError, type Fleet } from './fleet';
 import { MigrationError, isMigrationError } from '../lib/errors';
 import type { MigrationRegistry } from './registry';
+import { HistoryUnavailableError } from './history';
 
 export interface ApiOptions {
   /** When set, a request it refuses gets 401 and nothing is done (an agent's token, the console's login). */
@@ -274,6 +275,10 @@ export function createApi(registry: MigrationRegistry, opts: ApiOptions = {}): (
         return;
       }
       if (err instanceof HttpError) return fail(res, err.status, err.code, err.message);
+      if (err instanceof HistoryUnavailableError) {
+        process.stderr.write(`multifd: ${err.message}\n`);
+        return fail(res, 503, err.code, err.message);
+      }
       if (err instanceof AgentHttpError) {
         // An agent's own refusal keeps its status and fields; an agent that does not answer is a bad gateway.
         if (err.status === 422 && err.fields) return fail(res, 422, err.code, err.message, { fields: err.fields, agent: err.agent });

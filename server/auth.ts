@@ -3,6 +3,7 @@
  * constant time, read from files that only their owner can read, generated when there is
  * none, and never written to a log.
  */
+import net from 'node:net';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
@@ -50,6 +51,44 @@ export function crossOrigin(headers: IncomingMessage['headers']): boolean {
     return new URL(origin).host !== (headers.host ?? '').toLowerCase();
   } catch {
     return true; // 'null' (a sandboxed or file: page), or no URL at all
+  }
+}
+
+/**
+ * The host names a console answers to, against DNS rebinding: a page of evil.example whose
+ * name is made to resolve to 127.0.0.1 reaches the console with `Host: evil.example`, and
+ * the browser sends it there as to its own site (same origin, no CORS). The console answers
+ * only to IP literals (a request naming one of our addresses reached us by that address),
+ * `localhost` and its subdomains, the name it listens on, and the names its operator adds
+ * (`--allowed-hosts`, MULTIFD_ALLOWED_HOSTS; `.example.com` admits every subdomain), as
+ * Vite's and Jupyter's servers do. Case does not matter; a request without Host (no browser
+ * sends one) is let through.
+ */
+export class HostCheck {
+  private readonly names: Set<string>;
+  private readonly suffixes: string[];
+
+  constructor(listenHost: string, extra: readonly string[] = []) {
+    const all = [listenHost, ...extra].map((h) => h.trim().toLowerCase().replace(/^\[|\]$/g, '')).filter(Boolean);
+    this.names = new Set(all.filter((h) => !h.startsWith('.')));
+    this.suffixes = all.filter((h) => h.startsWith('.'));
+  }
+
+  /** The host name of a Host header (port and IPv6 brackets removed), lower case; null if malformed. */
+  static hostname(header: string): string | null {
+    const h = header.trim().toLowerCase();
+    const m = /^\[([0-9a-f:.]+)\](?::\d{1,5})?$/.exec(h) ?? /^([^:\s\[\]/@]+)(?::\d{1,5})?$/.exec(h);
+    return m ? m[1] : null;
+  }
+
+  allows(header: string | undefined): boolean {
+    if (header === undefined) return true;
+    const name = HostCheck.hostname(header);
+    if (name === null) return false;
+    if (net.isIP(name) !== 0) return true;
+    if (name === 'localhost' || name.endsWith('.localhost')) return true;
+    if (this.names.has(name)) return true;
+    return this.suffixes.some((s) => name.endsWith(s) || name === s.slice(1));
   }
 }
 

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { io as connect } from 'socket.io-client';
 import { createApi } from './api';
-import { newToken } from './auth';
+import { HostCheck, newToken } from './auth';
 import { consoleHandler, consoleLogin, isLoopback } from './console-auth';
 import { attachSocket } from './socket';
 import { startTestConsole, type TestConsole } from './test-support';
@@ -210,4 +210,35 @@ describe('console login', () => {
       assert.equal(reason, 'io server disconnect', 'the logged-out socket is closed by the console');
     });
   });
+});
+
+describe('HostCheck: the host names the console answers to (DNS rebinding)', () => {
+  const check = new HostCheck('127.0.0.1', ['console.example', '.lab.example']);
+  const cases: Array<[string | undefined, boolean]> = [
+    ['127.0.0.1:3000', true],
+    ['127.0.0.2', true],
+    ['[::1]:3000', true],
+    ['10.0.0.2:3000', true],
+    ['localhost:3000', true],
+    ['LocalHost', true],
+    ['app.localhost:3000', true],
+    ['console.example:3000', true],
+    ['CONSOLE.EXAMPLE', true],
+    ['a.lab.example', true],
+    ['lab.example', true],
+    [undefined, true],
+    ['evil.example:3000', false],
+    ['EVIL.EXAMPLE:3000', false],
+    ['console.example.evil.example', false],
+    ['evillab.example', false],
+    ['localhost.evil.example', false],
+    ['user@localhost', false],
+    ['', false],
+    ['[::1', false],
+  ];
+  for (const [host, ok] of cases) {
+    it(`${JSON.stringify(host)}: ${ok ? 'answered' : 'refused'}`, () => {
+      assert.equal(check.allows(host), ok);
+    });
+  }
 });

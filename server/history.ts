@@ -37,6 +37,11 @@ export interface HistoryRecord {
   timeline: MigrationEvent[];
 }
 
+/** The history could not take a write (a read-only or full disk): nothing was started. */
+export class HistoryUnavailableError extends Error {
+  readonly code = 'HISTORY_UNAVAILABLE';
+}
+
 export interface HistoryStore {
   /**
    * Insert or replace by summary.id (called at start with the config and again at the end).
@@ -253,10 +258,14 @@ function interruptedEvents(s: MigrationSnapshot, time: number): MigrationEvent[]
 
 // --- the store -----------------------------------------------------------------------
 
-/** Opens (creating the directory and file) `<dataDir>/history.sqlite`. Throws if it cannot. */
-export function openHistory(dataDir: string): HistoryStore {
-  fs.mkdirSync(dataDir, { recursive: true });
+/**
+ * Opens (creating the directory and file) `<dataDir>/history.sqlite`. Throws if it cannot.
+ * `readonly`: an existing history, for reading (every write then fails, as on a read-only disk).
+ */
+export function openHistory(dataDir: string, opts: { readonly?: boolean } = {}): HistoryStore {
   const file = path.join(dataDir, FILE_NAME);
+  if (opts.readonly) return new SqliteHistory(new Database(file, { readonly: true, fileMustExist: true }), file);
+  fs.mkdirSync(dataDir, { recursive: true });
   const db = new Database(file);
   try {
     db.pragma('journal_mode = WAL');

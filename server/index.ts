@@ -4,6 +4,7 @@
  * destination on loopback, and the history store.
  */
 import http from 'node:http';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import next from 'next';
@@ -11,6 +12,7 @@ import type { Compression, TlsClient } from '../lib/contracts';
 import { Destination } from '../lib/engine';
 import type { TlsServerConfig } from '../lib/engine/tls';
 import { createApi } from './api';
+import { HostCheck } from './auth';
 import { consoleHandler, consoleLogin } from './console-auth';
 import { defaultDataDir, openHistory } from './history';
 import { Fleet } from './fleet';
@@ -39,6 +41,12 @@ export interface ConsoleOptions {
   tls?: { server: TlsServerConfig; client: TlsClient } | null;
   /** Compression methods the embedded destination allows (default all). */
   compressionAllow?: Compression[];
+  /**
+   * Host names the console answers to besides IP literals, localhost, the name it listens on
+   * and this machine's host name (DNS rebinding: server/auth.ts HostCheck). `.example.com`
+   * admits its subdomains.
+   */
+  allowedHosts?: string[];
 }
 
 export interface RunningConsole {
@@ -77,8 +85,22 @@ export async function startConsole(opts: ConsoleOptions = {}): Promise<RunningCo
       res.end();
     }),
   );
-  const server = http.createServer((req, res) => void handle(req, res));
-  const io = attachSocket(server, registry, login.required ? { authorize: (headers, a) => login.allowsHandshake(headers, a) } : {});
+  const hosts = new HostCheck(host, [os.hostname(), ...(opts.allowedHosts ?? [])]);
+  const server = http.createServer((req, res) => {
+    if (!hosts.allows(req.headers.host)) {
+      misdirected(req, res);
+      return;
+    }
+    void handle(req, res);
+  });
+  // A slow body or header cannot hold a connection for Node's default five minutes.
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  server.maxConnections = 1024;
+  const io = attachSocket(server, registry, {
+    allowHost: (h) => hosts.allows(h),
+    ...(login.required ? { authorize: (headers, a) => login.allowsHandshake(headers, a) } : {}),
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -103,4 +125,16 @@ export async function startConsole(opts: ConsoleOptions = {}): Promise<RunningCo
         history.close();
       })()),
   };
+}
+
+/** A request naming a host this console does not answer to: 421, and nothing else is read. */
+function misdirected(req: http.IncomingMessage, res: http.ServerResponse): void {
+  req.resume();
+  res.writeHead(421, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', connection: 'close' });
+  res.end(
+    JSON.stringify({
+      code: 'HOST_NOT_ALLOWED',
+      message: `this console does not answer to the host name in "Host: ${String(req.headers.host).slice(0, 255)}"; start it with --allowed-hosts NAME to reach it by that name`,
+    }),
+  );
 }

@@ -1,7 +1,7 @@
 /**
  * `node --import tsx server/main.ts [--listen HOST:PORT] [--data-dir DIR] [--dev]
  *  [--qemu-wait-ms MS] [--qemu-poll-ms MS] [--tls-cert F --tls-key F --tls-ca F | --tls-psk F]
- *  [--tls-require-client-cert] [--compression-allow LIST]`: serves the console (default http://127.0.0.1:3000; PORT and
+ *  [--tls-require-client-cert] [--compression-allow LIST] [--allowed-hosts NAME,...]`: serves the console (default http://127.0.0.1:3000; PORT and
  * HOST are honoured too). The TLS flags are the agent's: the embedded destination requires
  * TLS, and the migrations this console starts use it.
  */
@@ -19,6 +19,7 @@ const { values } = parseArgs({
     'qemu-wait-ms': { type: 'string' },
     'qemu-poll-ms': { type: 'string' },
     'compression-allow': { type: 'string' },
+    'allowed-hosts': { type: 'string' },
     ...TLS_OPTIONS,
   },
 });
@@ -52,6 +53,10 @@ const c = await startConsole({
   qemuWaitMs: msFlag('qemu-wait-ms', values['qemu-wait-ms']),
   qemuPollMs: msFlag('qemu-poll-ms', values['qemu-poll-ms']),
   tls,
+  allowedHosts: (values['allowed-hosts'] ?? process.env.MULTIFD_ALLOWED_HOSTS ?? '')
+    .split(',')
+    .map((h) => h.trim())
+    .filter(Boolean),
   compressionAllow: (() => {
     try {
       return compressionList('compression-allow', values['compression-allow']);

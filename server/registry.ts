@@ -18,13 +18,14 @@ import {
   type CreateGuest,
   type AgentView,
 } from '../lib/contracts/console';
-import { BusyError, ConfigInvalidError } from '../lib/errors';
+import { randomBytes } from 'node:crypto';
+import { BusyError, ConfigInvalidError, IdConflictError, type MigrationError } from '../lib/errors';
 import { SourceMigration, parseFault, type Destination, type Fault, type FaultKind, type IncomingMigration } from '../lib/engine';
 import { RELAY_FAULTS } from '../lib/qemu/relay';
 import { Guest, formatWorkload, parseWorkload } from '../lib/guest';
 import { Evacuations } from './evacuation';
 import type { Fleet } from './fleet';
-import type { HistoryStore } from './history';
+import { HistoryUnavailableError, type HistoryStore } from './history';
 import { summaryFrom } from './summary';
 import { QemuMigration, type QemuMigrationOptions } from './qemu-migration';
 
@@ -64,6 +65,8 @@ interface Hosted {
 }
 
 interface Live {
+  /** The secret its hello carries: only the incoming side that shows it is this migration's. */
+  pairing: string;
   source: SourceMigration;
   config: StartMigration;
   destination: string;
@@ -111,6 +114,14 @@ export class LocalRegistry implements MigrationRegistry {
   ) {
     this.flushTimer = setInterval(() => this.flush(), BATCH_MS);
     this.offMigration = embedded.onMigration((m) => this.onIncoming(m));
+    embedded.attachOwner({
+      // A guest that runs here and is not leaving: a second copy would diverge from it.
+      guestRunning: (uuid) => {
+        const h = this.hosted.get(uuid);
+        return h !== undefined && h.guest.state !== 'stopped' && h.migrating === null;
+      },
+      vetHello: (hello) => this.vetHello(hello),
+    });
   }
 
   async start(req: StartMigration): Promise<MigrationSummary> {
@@ -124,8 +135,10 @@ export class LocalRegistry implements MigrationRegistry {
     }
     const { port } = this.embedded.address;
     const destination = req.destination === 'embedded' ? `127.0.0.1:${port}` : req.destination;
+    const pairing = randomBytes(16).toString('hex');
     const config = MigrationConfigSchema.parse({
       destination,
+      pairing,
       channels: req.channels,
       maxBandwidth: req.maxBandwidth,
       downtimeLimitMs: req.downtimeLimitMs,
@@ -154,12 +167,20 @@ export class LocalRegistry implements MigrationRegistry {
       this.hosted.set(guest.uuid, hosted);
     }
     const source = new SourceMigration(hosted.guest, { config, faults });
-    const live: Live = { source, config: req, destination: req.destination === 'embedded' ? 'embedded' : destination, incoming: null, pending: [] };
+    const live: Live = { pairing, source, config: req, destination: req.destination === 'embedded' ? 'embedded' : destination, incoming: null, pending: [] };
+    // The record first: a migration the history cannot keep is not started (a caller that
+    // retries on the error starts no duplicate, and a restart finds every migration it ran).
+    try {
+      this.save(live);
+    } catch (err) {
+      if (!req.guest) await hosted.guest.stop().catch(() => {});
+      if (!req.guest) this.hosted.delete(hosted.guest.uuid);
+      throw new HistoryUnavailableError(`the migration was not started: its history record could not be written (${err instanceof Error ? err.message : String(err)})`);
+    }
     this.live.set(source.id, live);
     hosted.migrating = source.id;
     source.events.on((e) => live.pending.push(e));
     source.start();
-    this.save(live);
     void source.done.then(() => this.onSourceDone(live, hosted));
     this.changed('migrations');
     this.changed('guests');
@@ -212,7 +233,8 @@ export class LocalRegistry implements MigrationRegistry {
       this.changed('guests');
     };
     const live = this.live.get(m.id);
-    if (live) {
+    // Ours only when it shows the pairing our source sent (vetHello refused any other claim).
+    if (live && m.hello.pairing === live.pairing) {
       live.incoming = m;
       m.events.on((e) => live.pending.push(e));
       void m.done.then(arrived);
@@ -232,6 +254,25 @@ export class LocalRegistry implements MigrationRegistry {
       this.incomingLive.delete(m.id);
       this.changed('migrations');
     });
+  }
+
+  /**
+   * A hello that claims the id of a migration this host knows (one it runs, or one in its
+   * history) without that migration's pairing is refused: the migration port is not a way to
+   * rewrite a record or take over a live view.
+   */
+  private vetHello(hello: { migrationId: string; pairing?: string }): MigrationError | null {
+    const id = hello.migrationId;
+    const live = this.live.get(id);
+    if (live && hello.pairing === live.pairing) return null;
+    if (live || this.incomingLive.has(id) || this.qemuLive.has(id) || this.history.get(id) !== null) {
+      return new IdConflictError(`migration id ${id} is already taken here${live ? ', and the hello does not carry its pairing' : ''}`, {
+        field: 'migrationId',
+        expected: 'a migration id new to this host (or the pairing of the migration it names)',
+        received: id,
+      });
+    }
+    return null;
   }
 
   private async onSourceDone(live: Live, hosted: Hosted): Promise<void> {

@@ -17,6 +17,8 @@ import type { MigrationRegistry } from './registry';
 export interface SocketOptions {
   /** When set, a connection it refuses is turned away ('unauthorized'): the handshake's headers and `auth`. */
   authorize?: ((headers: import('node:http').IncomingHttpHeaders, auth: unknown) => boolean) | null;
+  /** The Host header names a host this console answers to (DNS rebinding); default: any. */
+  allowHost?: (host: string | undefined) => boolean;
 }
 
 /** How often a connected socket's login is checked again. */
@@ -24,7 +26,7 @@ const RECHECK_MS = 2000;
 
 export function attachSocket(http: HttpServer, registry: MigrationRegistry, opts: SocketOptions = {}): Server<ClientToServerEvents, ServerToClientEvents> {
   // Not from another site's page, whatever else is asked: a WebSocket is not held back by CORS.
-  const io = new Server<ClientToServerEvents, ServerToClientEvents>(http, { serveClient: false, allowRequest: (req, cb) => cb(null, !crossOrigin(req.headers)) });
+  const io = new Server<ClientToServerEvents, ServerToClientEvents>(http, { serveClient: false, allowRequest: (req, cb) => cb(null, !crossOrigin(req.headers) && (opts.allowHost?.(req.headers.host) ?? true)) });
   const room = (id: string) => `migration:${id}`;
   const authorize = opts.authorize;
   if (authorize) {
