@@ -266,10 +266,35 @@ test('count mismatch: a multifd dest expecting 4 channels refuses a source openi
     await expect(cause).toHaveText(/\b4\b.*\b8\b/);
     // No fault was injected: nothing says so.
     await expect(page.getByTestId('injected')).toHaveCount(0);
+    // What to do, and a retry that does it: the same guest, 4 channels, the same destination.
+    await expect(page.getByTestId('advice')).toContainText('set Channels to 4, or restart the destination with --channels 8');
     await screenshot(page, testInfo, 'count-mismatch');
+    const retry = page.getByTestId('retry');
+    await expect(retry).toHaveText('Retry with 4 channels');
+    await retry.click();
+    await page.waitForURL((u) => u.pathname.startsWith('/migrations/') && !u.pathname.endsWith(encodeURIComponent(id)), { timeout: 15_000 });
+    const fixed = await getMigration(request, migrationIdOf(page));
+    expect(fixed.summary.uuid, 'the same guest').toBe(summary.uuid);
+    expect(fixed.summary.channels).toBe(4);
+    expect(fixed.summary.destination).toBe(dest.address);
+    await expect(page.getByTestId('migration-state'), dest.output()).toHaveText('completed', { timeout: 20_000 });
   } finally {
     await dest.stop();
   }
+});
+
+test('fault lab ch2:dup: the diagnosis names channel 2, which sent channel 3\'s id, not its victim', async ({ page, request }) => {
+  const res = await request.post('/api/migrations', { data: { channels: 4, ramSize: 16 << 20, inject: ['ch2:dup'] } });
+  expect(res.status(), await res.text()).toBe(201);
+  const { id, uuid } = (await res.json()) as { id: string; uuid: string };
+  started.add(uuid);
+  await openPage(page, `/migrations/${encodeURIComponent(id)}`);
+  await expect(page.getByTestId('migration-state')).toHaveText('failed', { timeout: 20_000 });
+  await expect(page.getByTestId('failure-code')).toHaveText('MIGRATION_CHANNEL_ID_DUPLICATE');
+  await expect(page.getByTestId('likely-cause')).toContainText("channel 2 sent channel 3's id");
+  await expect(page.getByTestId('cause-injected')).toContainText('ch2:dup');
+  await expect(page.getByTestId('advice')).toContainText('retry without it');
+  await expect(page.getByTestId('retry')).toHaveText('Retry without the faults');
 });
 
 test('fault lab: faults the form can tell are wrong are shown under the fault lab, and nothing starts', async ({ page, request }, testInfo) => {

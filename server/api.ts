@@ -238,6 +238,7 @@ export function createApi(registry: MigrationRegistry, opts: ApiOptions = {}): (
         send(res, 201, await fleet.start(parsed.data));
       }),
     ],
+    ['POST', /^\/api\/guests\/stop-idle$/, async (_req, res) => send(res, 200, { stopped: await registry.stopIdleGuests() })],
     [
       'POST',
       /^\/api\/guests\/([^/]+)\/stop$/,

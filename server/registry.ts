@@ -41,6 +41,8 @@ export interface MigrationRegistry {
   list(): MigrationSummary[];
   guests(): GuestSummary[];
   stopGuest(uuid: string): Promise<GuestSummary | null>;
+  /** Stops every guest here that is not migrating; returns the ones it stopped. */
+  stopIdleGuests(): Promise<GuestSummary[]>;
   /** Batches of events per migration, a few a second. */
   onBatch(fn: (b: EventBatch) => void): () => void;
   /** Sends pending batches now (before a subscriber takes the timeline, so it sees no event twice). */
@@ -376,6 +378,21 @@ export class LocalRegistry implements MigrationRegistry {
     this.hosted.delete(uuid);
     this.changed('guests');
     return summary ? { ...summary, state: 'stopped' } : null;
+  }
+
+  async stopIdleGuests(): Promise<GuestSummary[]> {
+    const idle = this.guests().filter((g) => g.migrating === null && g.state !== 'stopped');
+    const stopped: GuestSummary[] = [];
+    for (const g of idle) {
+      const h = this.hosted.get(g.uuid);
+      // One that began migrating meanwhile is left alone.
+      if (!h || h.migrating) continue;
+      await h.guest.stop();
+      this.hosted.delete(g.uuid);
+      stopped.push({ ...g, state: 'stopped' });
+    }
+    if (stopped.length) this.changed('guests');
+    return stopped;
   }
 
   onBatch(fn: (b: EventBatch) => void): () => void {

@@ -6,6 +6,7 @@ import { useState } from 'react';
 import type { GuestSummary } from '../../lib/contracts/console';
 import { ApiError, api } from '../lib/api';
 import { formatBytes, shortId } from '../lib/format';
+import { migrateGuest } from '../lib/guest-events';
 import { useGuests } from '../lib/hooks';
 import { StateBadge } from './StateBadge';
 
@@ -13,8 +14,11 @@ export function GuestTable() {
   const { items, error, replace } = useGuests();
   const [stopping, setStopping] = useState<ReadonlySet<string>>(new Set());
   const [actionError, setActionError] = useState<string | null>(null);
+  const [stoppingIdle, setStoppingIdle] = useState(false);
 
   async function stop(uuid: string) {
+    const g = items?.find((x) => x.uuid === uuid);
+    if (!window.confirm(`Stop guest ${g?.name ?? ''} (${uuid})? Its RAM is released and it cannot run again.`)) return;
     setActionError(null);
     setStopping((s) => new Set(s).add(uuid));
     try {
@@ -30,11 +34,33 @@ export function GuestTable() {
     }
   }
 
+  async function stopIdle() {
+    const idle = (items ?? []).filter((g) => g.state !== 'stopped' && g.migrating === null);
+    if (!window.confirm(`Stop ${idle.length} idle guest${idle.length === 1 ? '' : 's'} (every guest not migrating)? Their RAM is released.`)) return;
+    setActionError(null);
+    setStoppingIdle(true);
+    try {
+      for (const g of await api.stopIdleGuests()) replace(g);
+    } catch (err) {
+      setActionError(err instanceof ApiError ? `${err.code}: ${err.message}` : String(err));
+    } finally {
+      setStoppingIdle(false);
+    }
+  }
+
   if (items === null) return error ? <p className="error-text">{error}</p> : <p className="muted">Loading guests…</p>;
   // A stopped guest is gone from this host (the server lists only the others).
   const guests = items.filter((g) => g.state !== 'stopped');
+  const idleCount = guests.filter((g) => g.migrating === null).length;
   return (
     <>
+      {idleCount > 0 && (
+        <div className="actions">
+          <button type="button" className="small" data-testid="stop-idle-guests" disabled={stoppingIdle} onClick={() => void stopIdle()}>
+            {stoppingIdle ? 'Stopping…' : `Stop idle guests (${idleCount})`}
+          </button>
+        </div>
+      )}
       {(error || actionError) && (
         <p className="error-text" role="alert">
           {actionError ?? error}
@@ -91,7 +117,12 @@ function Row({ g, stopping, onStop }: { g: GuestSummary; stopping: boolean; onSt
           ''
         )}
       </td>
-      <td>
+      <td className="row-actions">
+        {g.state !== 'stopped' && g.migrating === null && (
+          <button type="button" className="small" data-testid="migrate-guest" onClick={() => migrateGuest(g.uuid)} title="choose this guest in the new-migration form">
+            Migrate
+          </button>
+        )}
         {g.state === 'running' && (
           <button type="button" className="small" data-testid="stop-guest" disabled={stopping} onClick={() => onStop(g.uuid)}>
             {stopping ? 'Stopping…' : 'Stop'}

@@ -9,13 +9,18 @@
 import { INJECT_KINDS, StartMigrationSchema, type StartMigrationInput } from '../../lib/contracts/console';
 import { api } from '../lib/api';
 import { rowSpec, type FaultRow } from '../lib/fault-lab';
-import { MiB } from '../lib/format';
+import { useEffect, useRef } from 'react';
+import { MiB, formatBytes, shortId } from '../lib/format';
+import { MIGRATE_GUEST_EVENT } from '../lib/guest-events';
+import { useGuests } from '../lib/hooks';
 import { num, useMigrationForm } from '../lib/migration-form';
 import { FaultLab } from './FaultLab';
 import { CompressionField, Field, OtherErrors } from './FormField';
 
 interface Values {
   destination: string;
+  /** '' : a new guest; else the uuid of a guest on this host, migrated as it is. */
+  guest: string;
   channels: string;
   ramSize: string;
   fill: 'random' | 'zero' | 'text' | 'mixed';
@@ -31,6 +36,7 @@ interface Values {
 
 const DEFAULTS: Values = {
   destination: 'embedded',
+  guest: '',
   channels: '4',
   ramSize: '256',
   fill: 'random',
@@ -45,16 +51,16 @@ const DEFAULTS: Values = {
 
 /** Operator units to the API's: MiB → bytes, MiB/s → bytes/s. */
 function toInput(v: Values, faults: readonly FaultRow[]): StartMigrationInput {
+  // An existing guest brings its own RAM, contents and workload.
+  const own = v.guest === '' ? { ramSize: num(v.ramSize) * MiB, fill: v.fill, workload: v.workload.trim() } : { guest: v.guest };
   return {
     destination: v.destination.trim(),
     channels: num(v.channels),
-    ramSize: num(v.ramSize) * MiB,
-    fill: v.fill,
+    ...own,
     compression: v.compression,
     compressionLevel: num(v.compressionLevel),
     // Absent: the console's own credentials; the API also takes file paths, the form does not.
     ...(v.tls === 'off' ? { tls: null } : {}),
-    workload: v.workload.trim(),
     // A rate has no page alignment to keep: whole bytes per second are close enough.
     maxBandwidth: Math.round(num(v.maxBandwidth) * MiB),
     downtimeLimitMs: num(v.downtimeLimitMs),
@@ -63,25 +69,57 @@ function toInput(v: Values, faults: readonly FaultRow[]): StartMigrationInput {
   };
 }
 
-const FIELDS = ['destination', 'channels', 'ramSize', 'fill', 'compression', 'compressionLevel', 'tls', 'workload', 'maxBandwidth', 'downtimeLimitMs', 'setupTimeoutMs', 'inject'] as const;
+const FIELDS = ['destination', 'guest', 'channels', 'ramSize', 'fill', 'compression', 'compressionLevel', 'tls', 'workload', 'maxBandwidth', 'downtimeLimitMs', 'setupTimeoutMs', 'inject'] as const;
 
 export function NewMigrationForm() {
   const form = useMigrationForm({ prefix: '', defaults: DEFAULTS, fields: FIELDS, schema: StartMigrationSchema, toInput, start: api.startMigration });
-  const { errors, formError, input, field } = form;
+  const { errors, formError, input, field, setValue } = form;
+  const { items: guests } = useGuests();
+  // Guests that could go: running or paused here, and not already migrating.
+  const idle = (guests ?? []).filter((g) => g.state !== 'stopped' && g.migrating === null);
+  const chosen = form.values.guest;
+  const set = useRef(setValue);
+  set.current = setValue;
+  // "Migrate" in the guest table picks that guest here.
+  useEffect(() => {
+    const pick = (e: Event) => {
+      set.current('guest', (e as CustomEvent<string>).detail);
+      const box = document.getElementById('field-guest');
+      box?.scrollIntoView({ block: 'center' });
+      box?.focus();
+    };
+    window.addEventListener(MIGRATE_GUEST_EVENT, pick);
+    return () => window.removeEventListener(MIGRATE_GUEST_EVENT, pick);
+  }, []);
+  // A chosen guest that left (stopped, or migrating now) is no longer a choice.
+  useEffect(() => {
+    if (chosen !== '' && guests !== null && !guests.some((g) => g.uuid === chosen && g.state !== 'stopped' && g.migrating === null)) set.current('guest', '');
+  }, [chosen, guests]);
+  const newGuest = chosen === '';
 
   return (
     <form data-testid="new-migration" className="new-migration" onSubmit={form.onSubmit} noValidate>
       <Field {...field('destination')} label="Destination" hint={<>embedded, or HOST:PORT of a <code>multifd dest</code></>}>
         <input {...input('destination')} type="text" autoComplete="off" spellCheck={false} />
       </Field>
+      <Field {...field('guest')} label="Guest" hint={newGuest ? 'a new guest of the RAM, fill and workload below' : 'this guest as it runs, with its own RAM and workload'}>
+        <select {...input('guest')} data-testid="field-guest">
+          <option value="">a new guest</option>
+          {idle.map((g) => (
+            <option key={g.uuid} value={g.uuid}>
+              {g.name} · {shortId(g.uuid, 8, 4)} · {formatBytes(g.ramSize)} · {g.workload}
+            </option>
+          ))}
+        </select>
+      </Field>
       <Field {...field('channels')} label="Channels" hint="multifd channels, 1 to 255">
         <input {...input('channels')} type="number" inputMode="numeric" min={1} max={255} step={1} />
       </Field>
       <Field {...field('ramSize')} label="RAM (MiB)" hint="guest RAM in MiB, a multiple of 4 KiB">
-        <input {...input('ramSize')} type="number" inputMode="decimal" min={1} step="any" />
+        <input {...input('ramSize')} type="number" inputMode="decimal" min={1} step="any" disabled={!newGuest} />
       </Field>
       <Field {...field('fill')} label="Fill" hint="initial RAM contents">
-        <select {...input('fill')}>
+        <select {...input('fill')} disabled={!newGuest}>
           <option value="random">random (incompressible)</option>
           <option value="zero">zero</option>
           <option value="text">text (compressible)</option>
@@ -108,7 +146,7 @@ export function NewMigrationForm() {
           </>
         }
       >
-        <input {...input('workload')} type="text" autoComplete="off" spellCheck={false} />
+        <input {...input('workload')} type="text" autoComplete="off" spellCheck={false} disabled={!newGuest} />
       </Field>
       <Field {...field('maxBandwidth')} label="Max bandwidth (MiB/s)" hint="0 = uncapped">
         <input {...input('maxBandwidth')} type="number" inputMode="decimal" min={0} step="any" />

@@ -79,6 +79,7 @@ export const api = {
   cancel: (id: string) => request<MigrationSummary>('POST', `/api/migrations/${enc(id)}/cancel`),
   listGuests: async () => (await request<{ guests: GuestSummary[] }>('GET', '/api/guests')).guests,
   stopGuest: (uuid: string) => request<GuestSummary>('POST', `/api/guests/${enc(uuid)}/stop`),
+  stopIdleGuests: async () => (await request<{ stopped: GuestSummary[] }>('POST', '/api/guests/stop-idle')).stopped,
 
   // --- the fleet ---
   /** Answers at once from what the console last knew: an agent that is down is listed as down. */

@@ -57,9 +57,22 @@ export interface Straggler {
   round: number;
 }
 
+/** What a retry changes to fix the cause: a channel count, or no fault-lab faults. */
+export interface Fix {
+  channels?: number;
+  /** drop the fault lab's faults */
+  clearFaults?: boolean;
+  /** how the retry button says it */
+  label: string;
+}
+
 export interface Diagnosis {
   /** One line: what most likely went wrong, as specific as the data allows. */
   cause: string;
+  /** What the operator can do about it, when the code and its fields tell; null otherwise. */
+  advice: string | null;
+  /** A retry that applies the fix, when the console can make it (null: none). */
+  fix: Fix | null;
   /** The fault-lab spec the cause points at, when the failure was injected. */
   injected: string | null;
   uuid: UuidMismatch[];
@@ -316,8 +329,11 @@ export function diagnose(m: LiveModel): Diagnosis | null {
   if (!injectedSpec && failure?.code === 'MIGRATION_CHANNEL_ID_DUPLICATE') {
     for (const [k, spec] of injected) if (spec.endsWith(':dup') && (k + 1) % channels.length === failure.channel) injectedSpec = spec;
   }
+  const { advice, fix } = adviceFor(failed ? failure : null, injectedSpec, cause.channel);
   return {
     cause: cause.text,
+    advice,
+    fix,
     injected: injectedSpec,
     uuid,
     duplicates,
@@ -329,6 +345,47 @@ export function diagnose(m: LiveModel): Diagnosis | null {
     destinationSaw,
     seenBy,
   };
+}
+
+// --- what to do -------------------------------------------------------------------------
+
+/** The operator's next step for a failure's code and fields, and a retry that applies it. */
+function adviceFor(f: SerializedError | null, injected: string | null, channel: number | null): { advice: string | null; fix: Fix | null } {
+  if (injected) return { advice: `the fault lab injected ${injected}: retry without it`, fix: { clearFaults: true, label: 'Retry without the faults' } };
+  if (!f) return { advice: null, fix: null };
+  const on = channel !== null ? ` on channel ${channel}` : '';
+  switch (f.code as ErrorCode) {
+    case 'MIGRATION_CHANNEL_COUNT_MISMATCH': {
+      const want = Number(num(f.expected));
+      const sent = num(f.received);
+      if (!Number.isInteger(want) || want < 1 || want > 255) return { advice: null, fix: null };
+      return {
+        advice: `set Channels to ${want}, or restart the destination with --channels ${sent ?? 'N'}`,
+        fix: { channels: want, label: `Retry with ${want} channels` },
+      };
+    }
+    case 'MIGRATION_CHANNEL_UUID_MISMATCH':
+      return f.channel === null
+        ? { advice: "migrate the guest this destination expects, or restart it without --uuid (or with this guest's)", fix: null }
+        : { advice: `a connection of another guest's migration reached this destination${on}: give each migration its own destination port, then retry`, fix: null };
+    case 'MIGRATION_CHANNEL_ID_DUPLICATE':
+    case 'MIGRATION_CHANNEL_ID_OUT_OF_RANGE':
+      return { advice: `the connection${on} sent the wrong channel id: something between source and destination rewrites or mixes connections; retry, and look at that path`, fix: null };
+    case 'MIGRATION_CHANNEL_SETUP_TIMEOUT':
+      return { advice: 'check that every connection reaches the destination port (firewall, NAT, connection limits), or raise the channel-setup timeout, then retry', fix: null };
+    case 'MIGRATION_CHANNEL_STALLED':
+      return { advice: `the path${on} is slow or stuck: check it, or retry with fewer channels or a bandwidth cap`, fix: null };
+    case 'MIGRATION_GUEST_EXISTS':
+      return { advice: 'stop the copy of this guest that runs at the destination, then retry', fix: null };
+    case 'MIGRATION_RAM_LIMIT':
+      return { advice: 'stop guests at the destination, or raise its --max-ram, then retry', fix: null };
+    case 'MIGRATION_TOO_MANY_MIGRATIONS':
+      return { advice: "retry when one of the destination's migrations has ended, or raise its --max-migrations", fix: null };
+    case 'MIGRATION_CONNECT_FAILED':
+      return { advice: 'check the destination address and that a multifd destination listens there, then retry', fix: null };
+    default:
+      return { advice: null, fix: null };
+  }
 }
 
 // --- the one line ----------------------------------------------------------------------
@@ -419,11 +476,12 @@ function failureCause(f: SerializedError, x: CauseInput): Cause | null {
       const ports = [d.accepted, ...d.others].map((e) => portOf(e?.peer)).filter((p): p is string => p !== null);
       const uniq = [...new Set(ports)];
       const by = uniq.length >= 2 ? ` (ports ${uniq.slice(0, -1).join(', ')} and ${uniq[uniq.length - 1]})` : uniq.length === 1 ? ` (port ${uniq[0]} and another)` : '';
+      // The channel that sent another's id is the cause; the one it collided with is not.
       const impostor = [d.accepted, ...d.others].find((e) => e && e.source !== null && e.source !== d.channel);
-      return {
-        text: `two connections claimed channel ${d.channel}${by}${impostor ? `; channel ${impostor.source} sent the other claim` : ''}`,
-        channel: impostor?.source ?? d.channel,
-      };
+      if (impostor) {
+        return { text: `channel ${impostor.source} sent channel ${d.channel}'s id: two connections claimed channel ${d.channel}${by}`, channel: impostor.source };
+      }
+      return { text: `two connections claimed channel ${d.channel}${by}`, channel: d.channel };
     }
     case 'MIGRATION_CHANNEL_ID_OUT_OF_RANGE': {
       const o = x.outOfRange.find((o) => normPeer(o.peer) === normPeer(f.peer)) ?? x.outOfRange[0];

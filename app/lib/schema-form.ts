@@ -115,5 +115,11 @@ export function useSchemaForm<V extends { [K in keyof V]: string }, Out, R>(spec
   const field = (name: string) => ({ prefix, name, errors: errors[name] });
   const otherErrors = Object.entries(errors).filter(([k]) => !spec.fields.includes(k));
 
-  return { values, errors, formError, pending, ready, onSubmit, clearError, described, input, field, otherErrors };
+  /** Sets a box from outside it (another part of the page chose a value), its message cleared. */
+  function setValue(name: keyof V & string, value: string) {
+    setValues((v) => ({ ...v, [name]: value }));
+    clearError(name);
+  }
+
+  return { values, errors, formError, pending, ready, onSubmit, clearError, described, input, field, otherErrors, setValue };
 }

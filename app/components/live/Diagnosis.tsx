@@ -44,6 +44,11 @@ export const DiagnosisPanel = memo(function DiagnosisPanel({ d, rows }: { d: Dia
           </span>
         )}
       </p>
+      {d.advice && (
+        <p className="advice">
+          <span className="label">what to do</span> <span data-testid="advice">{d.advice}</span>
+        </p>
+      )}
 
       <ul className="evidence">
         {d.uuid.slice(0, MAX_ITEMS).map((u) => (

@@ -7,8 +7,9 @@
  * FRAME_MS apart, and only when the model changed, however fast batches come. A migration
  * that is over is shown the same way from GET detail + timeline.
  */
+import { useRouter } from 'next/navigation';
 import { useEffect, useMemo, useRef, useState } from 'react';
-import type { EventBatch } from '../../../lib/contracts/console';
+import type { EventBatch, GuestSummary } from '../../../lib/contracts/console';
 import { ApiError, api, exportUrl } from '../../lib/api';
 import { formatBytes, formatCount, formatDuration, formatEta, formatPercent, formatRate, formatRatio, shortId } from '../../lib/format';
 import {
@@ -29,6 +30,7 @@ import {
   type RoundProgress,
 } from '../../lib/live-model';
 import { diagnose, injectedSpecs } from '../../lib/diagnosis';
+import { useGuests } from '../../lib/hooks';
 import { getSocket } from '../../lib/socket';
 import { StateBadge } from '../StateBadge';
 import { ChannelGrid, channelViews } from './ChannelGrid';
@@ -52,6 +54,9 @@ export function LiveView({ id }: { id: string }) {
   const [status, setStatus] = useState<Status>({ kind: 'loading' });
   const [subscribed, setSubscribed] = useState(false);
   const [cancelState, setCancelState] = useState<{ pending: boolean; error: string | null }>({ pending: false, error: null });
+  const [retryState, setRetryState] = useState<{ pending: boolean; error: string | null }>({ pending: false, error: null });
+  const { items: guests } = useGuests();
+  const router = useRouter();
 
   // Re-render from the model, at most once per frame and only when it moved.
   useEffect(() => {
@@ -192,6 +197,24 @@ export function LiveView({ id }: { id: string }) {
   const average = m.summary?.throughput ?? (s.totalTimeMs ? (s.pageBytes * 1000) / s.totalTimeMs : null);
   const inject = injectedSpecs(m);
   const qemu = isQemuMode(m);
+  // The console's own migration of a built-in guest: its guest is in this host's list, by uuid.
+  const own = !qemu && !m.summary?.agents && s.role === 'source';
+  const here = own && guests ? (guests.find((g) => g.uuid === s.uuid && g.state !== 'stopped') ?? null) : null;
+  const canRetry = own && m.config !== null && (s.state === 'failed' || s.state === 'cancelled') && here !== null && here.migrating === null;
+
+  const uuid = s.uuid;
+  async function retry() {
+    if (!m.config) return;
+    setRetryState({ pending: true, error: null });
+    try {
+      // The same migration of the same guest with the diagnosis' fix; never the fault lab's faults again.
+      const fix = diagnosis?.fix;
+      const next = await api.startMigration({ ...m.config, guest: uuid ?? undefined, inject: [], ...(fix?.channels ? { channels: fix.channels } : {}) });
+      router.push(`/migrations/${encodeURIComponent(next.id)}`);
+    } catch (err) {
+      setRetryState({ pending: false, error: err instanceof ApiError ? `${err.code}: ${err.message}` : String(err) });
+    }
+  }
 
   return (
     <article className="live" data-testid="live-view" data-id={id}>
@@ -253,14 +276,24 @@ export function LiveView({ id }: { id: string }) {
                 {s.state === 'cancelling' || cancelState.pending ? 'Cancelling…' : 'Cancel'}
               </button>
             )}
+            {canRetry && (
+              <button type="button" data-testid="retry" onClick={() => void retry()} disabled={retryState.pending} title="start the same migration again with this guest">
+                {retryState.pending ? 'Starting…' : (diagnosis?.fix?.label ?? (inject.length > 0 ? 'Retry without the faults' : 'Retry with this guest'))}
+              </button>
+            )}
             <a className="button" data-testid="export" href={exportUrl(id)} download>
               Export
             </a>
           </div>
         </div>
         <p className="why mono" data-testid="eta-why">
-          {whyLine(m, eta, progress)}
+          {whyLine(m, eta, progress, own ? (guests === null ? undefined : here) : undefined)}
         </p>
+        {retryState.error && (
+          <p className="error-text" role="alert" data-testid="retry-error">
+            {retryState.error}
+          </p>
+        )}
         <p className="ids">
           <span>
             id <span className="mono" data-testid="migration-id">{id}</span>
@@ -378,7 +411,11 @@ export function LiveView({ id }: { id: string }) {
   );
 }
 
-function whyLine(m: LiveModel, eta: Eta | null, progress: RoundProgress | null): string {
+/**
+ * `guest`: the migration's guest as this host lists it now (null: not here), or undefined when
+ * that is not known or does not apply (QEMU, the fleet, a migration arriving here).
+ */
+function whyLine(m: LiveModel, eta: Eta | null, progress: RoundProgress | null, guest?: GuestSummary | null): string {
   const s = m.snapshot!;
   if (!eta) return '';
   if (isQemuMode(m)) return qemuWhyLine(m, eta);
@@ -404,8 +441,10 @@ function whyLine(m: LiveModel, eta: Eta | null, progress: RoundProgress | null):
       if (s.state === 'cancelling') return 'cancelling: the source guest keeps running';
       if (s.state === 'completed') {
         const n = m.rounds.size;
-        return `completed in ${formatDuration(s.totalTimeMs)}: ${formatBytes(s.transferred)} over ${s.channelCount} channels, ${n} pre-copy round${n === 1 ? '' : 's'} and the switchover pass`;
+        const where = guest === undefined ? '' : guest ? `; the guest runs on this host (${guest.origin})` : "; the guest runs at the destination, the source's copy stopped";
+        return `completed in ${formatDuration(s.totalTimeMs)}: ${formatBytes(s.transferred)} over ${s.channelCount} channels, ${n} pre-copy round${n === 1 ? '' : 's'} and the switchover pass${where}`;
       }
+      if (guest === null) return `${s.state} after ${formatDuration(s.totalTimeMs)}; the source guest is no longer on this host (stopped since, or the console restarted)`;
       return `${s.state} after ${formatDuration(s.totalTimeMs)}; the source guest keeps running, unchanged`;
   }
 }
