@@ -733,16 +733,14 @@ export class Destination {
         { ...where, field: 'compression', expected: allowed, received: hello.compression },
       );
     }
-    const names = new Set<string>();
-    let total = 0;
     // (the RAM limit is checked in admitHello, against everything committed)
+    const names = new Set<string>();
     for (const b of hello.blocks) {
       if (b.size % PAGE_SIZE !== 0) {
         throw new MainBadFrameError(`main channel from ${where.peer}: block ${b.name} is ${b.size} bytes, not a whole number of pages`, { ...where, field: 'blocks' });
       }
       if (names.has(b.name)) throw new MainBadFrameError(`main channel from ${where.peer}: block ${b.name} listed twice`, { ...where, field: 'blocks' });
       names.add(b.name);
-      total += b.size;
     }
   }
 
