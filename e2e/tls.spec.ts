@@ -61,6 +61,8 @@ async function set(form: ReturnType<Page['getByTestId']>, name: string, value: s
 
 test('x509 with client certificates: every channel secured, the TLS step in each handshake, verified', async ({ page, request }) => {
   const form = await openForm(page);
+  // The form says what its default means: this console's credential set, by name and kind.
+  await expect(form.locator('[name="tls"] option').first()).toHaveText('on: default (x509, client certificate)');
   await set(form, 'channels', '4');
   await set(form, 'ramSize', '32');
   await form.getByTestId('start').click();

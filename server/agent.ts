@@ -20,6 +20,7 @@ import { createApi } from './api';
 import { TokenCheck } from './auth';
 import { openHistory } from './history';
 import { LocalRegistry } from './registry';
+import { TlsCredentialSets, type TlsCredsDir } from './tls-creds';
 import { attachSocket } from './socket';
 
 export interface AgentOptions {
@@ -41,6 +42,8 @@ export interface AgentOptions {
    * `client` for the ones this agent starts. Null: in clear.
    */
   tls?: { server: TlsServerConfig; client: TlsClient } | null;
+  /** More credential sets for the migrations it starts (`--tls-creds NAME=DIR`); `tls` is "default". */
+  tlsCreds?: TlsCredsDir[];
   /** Compression methods arriving migrations may use (default all). */
   compressionAllow?: Compression[];
   /** What the migration listener bounds whoever connects (lib/engine Destination). */
@@ -63,6 +66,7 @@ export const AGENT_VERSION = 1;
 export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const name = opts.name ?? os.hostname();
   const auth = new TokenCheck(opts.token);
+  const tlsSets = await TlsCredentialSets.load(opts.tls?.client ?? null, opts.tlsCreds);
   const history = openHistory(opts.dataDir);
   history.markInterrupted();
   const destination = new Destination({
@@ -79,7 +83,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   try {
     const mig = await destination.listen();
     const migrationAddress = joinHostPort(mig.host, mig.port);
-    registry = new LocalRegistry(history, destination, {}, { tls: opts.tls?.client ?? null });
+    registry = new LocalRegistry(history, destination, {}, tlsSets);
     const reg = registry;
     const startedAt = Date.now();
     const api = createApi(reg, {

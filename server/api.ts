@@ -114,6 +114,7 @@ export function createApi(registry: MigrationRegistry, opts: ApiOptions = {}): (
       },
     ],
     ['GET', /^\/api\/migrations$/, async (_req, res) => send(res, 200, { migrations: registry.list() })],
+    ['GET', /^\/api\/tls$/, async (_req, res) => send(res, 200, registry.tls.list())],
     [
       'GET',
       /^\/api\/migrations\/([^/]+)$/,

@@ -17,6 +17,7 @@ import { consoleHandler, consoleLogin } from './console-auth';
 import { defaultDataDir, openHistory } from './history';
 import { Fleet } from './fleet';
 import { LocalRegistry } from './registry';
+import { TlsCredentialSets, type TlsCredsDir } from './tls-creds';
 import { attachSocket } from './socket';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -39,6 +40,8 @@ export interface ConsoleOptions {
    * starts (unless a request says otherwise). Null: in clear.
    */
   tls?: { server: TlsServerConfig; client: TlsClient } | null;
+  /** More credential sets for the migrations it starts (`--tls-creds NAME=DIR`); `tls` is "default". */
+  tlsCreds?: TlsCredsDir[];
   /** Compression methods the embedded destination allows (default all). */
   compressionAllow?: Compression[];
   /**
@@ -59,6 +62,8 @@ export async function startConsole(opts: ConsoleOptions = {}): Promise<RunningCo
   const host = opts.host ?? '127.0.0.1';
   const port = opts.port ?? 3000;
   const dataDir = opts.dataDir ?? defaultDataDir();
+  // Checked before anything opens: a bad credential file stops the start, naming its set.
+  const tlsSets = await TlsCredentialSets.load(opts.tls?.client ?? null, opts.tlsCreds);
   const history = openHistory(dataDir);
   history.markInterrupted();
   const embedded = new Destination({ host: opts.embeddedHost ?? '127.0.0.1', port: opts.embeddedPort ?? 0, tls: opts.tls?.server ?? null, compressionAllow: opts.compressionAllow });
@@ -70,7 +75,7 @@ export async function startConsole(opts: ConsoleOptions = {}): Promise<RunningCo
     destinationWaitMs: opts.qemuWaitMs,
     pollMs: opts.qemuPollMs,
     recordRoot: path.join(dataDir, 'recordings'),
-  }, { tls: opts.tls?.client ?? null });
+  }, tlsSets);
   // The agents this console was given, found again after a restart.
   registry.attachFleet(new Fleet(dataDir));
   const app = next({ dev: opts.dev ?? false, dir: ROOT, hostname: host, port });

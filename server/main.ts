@@ -1,14 +1,14 @@
 /**
  * `node --import tsx server/main.ts [--listen HOST:PORT] [--data-dir DIR] [--dev]
  *  [--qemu-wait-ms MS] [--qemu-poll-ms MS] [--tls-cert F --tls-key F --tls-ca F | --tls-psk F]
- *  [--tls-require-client-cert] [--compression-allow LIST] [--allowed-hosts NAME,...]`: serves the console (default http://127.0.0.1:3000; PORT and
+ *  [--tls-require-client-cert] [--tls-creds NAME=DIR]... [--compression-allow LIST] [--allowed-hosts NAME,...]`: serves the console (default http://127.0.0.1:3000; PORT and
  * HOST are honoured too). The TLS flags are the agent's: the embedded destination requires
  * TLS, and the migrations this console starts use it.
  */
 import { parseArgs } from 'node:util';
 import { splitHostPort } from '../lib/engine';
 import { compressionList } from './cli/args';
-import { TLS_OPTIONS, tlsBothFrom } from './cli/tls-args';
+import { TLS_CREDS_OPTION, TLS_OPTIONS, tlsBothFrom, tlsCredsFrom } from './cli/tls-args';
 import { startConsole } from './index';
 
 const { values } = parseArgs({
@@ -21,11 +21,12 @@ const { values } = parseArgs({
     'compression-allow': { type: 'string' },
     'allowed-hosts': { type: 'string' },
     ...TLS_OPTIONS,
+    ...TLS_CREDS_OPTION,
   },
 });
-const tls = (() => {
+const { tls, tlsCreds } = (() => {
   try {
-    return tlsBothFrom(values);
+    return { tls: tlsBothFrom(values), tlsCreds: tlsCredsFrom(values['tls-creds']) };
   } catch (err) {
     process.stderr.write(`multifd console: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(2);
@@ -53,6 +54,7 @@ const c = await startConsole({
   qemuWaitMs: msFlag('qemu-wait-ms', values['qemu-wait-ms']),
   qemuPollMs: msFlag('qemu-poll-ms', values['qemu-poll-ms']),
   tls,
+  tlsCreds,
   allowedHosts: (values['allowed-hosts'] ?? process.env.MULTIFD_ALLOWED_HOSTS ?? '')
     .split(',')
     .map((h) => h.trim())

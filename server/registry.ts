@@ -5,7 +5,8 @@
  * An interface (DESIGN 9): in-process today, a job queue on a broker later. The engine knows
  * nothing of it.
  */
-import { MigrationConfigSchema, type MigrationEvent, type TlsClient } from '../lib/contracts';
+import { MigrationConfigSchema, type MigrationEvent } from '../lib/contracts';
+import { TlsCredentialSets } from './tls-creds';
 import {
   INJECT_KINDS,
   StartMigrationSchema,
@@ -55,6 +56,8 @@ export interface MigrationRegistry {
   readonly fleet: Fleet | null;
   /** Host evacuations (with the fleet). */
   readonly evacuations: Evacuations | null;
+  /** The TLS credential sets a request may name (GET /api/tls). */
+  readonly tls: TlsCredentialSets;
   close(): Promise<void>;
 }
 
@@ -111,8 +114,8 @@ export class LocalRegistry implements MigrationRegistry {
     private readonly embedded: Destination,
     /** QEMU mode's timeouts and where its recordings go. */
     private readonly qemuOptions: QemuMigrationOptions = {},
-    /** This host's TLS for the migrations it starts, unless a request says otherwise. */
-    private readonly defaults: { tls?: TlsClient | null } = {},
+    /** The TLS credential sets the migrations this host starts may use (a request names one). */
+    readonly tls: TlsCredentialSets = TlsCredentialSets.none(),
   ) {
     this.flushTimer = setInterval(() => this.flush(), BATCH_MS);
     this.offMigration = embedded.onMigration((m) => this.onIncoming(m));
@@ -148,7 +151,7 @@ export class LocalRegistry implements MigrationRegistry {
       setupTimeoutMs: req.setupTimeoutMs,
       compression: req.compression,
       compressionLevel: req.compressionLevel,
-      tls: req.tls === undefined ? (this.defaults.tls ?? null) : req.tls,
+      tls: this.tls.resolve(req.tls),
     });
     const tlsFault = faults.find((f) => f.kind.startsWith('tls-'));
     if (tlsFault && !config.tls) {

@@ -6,10 +6,10 @@
  * field is invalid; a 422's `fields` are shown the same way (app/lib/migration-form.ts, shared
  * with the QEMU form).
  */
-import { INJECT_KINDS, StartMigrationSchema, type StartMigrationInput } from '../../lib/contracts/console';
+import { INJECT_KINDS, StartMigrationSchema, type StartMigrationInput, type TlsCredsList, type TlsCredsView } from '../../lib/contracts/console';
 import { api } from '../lib/api';
 import { rowSpec, type FaultRow } from '../lib/fault-lab';
-import { useEffect, useRef } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import { MiB, formatBytes, shortId } from '../lib/format';
 import { MIGRATE_GUEST_EVENT } from '../lib/guest-events';
 import { useGuests } from '../lib/hooks';
@@ -26,8 +26,8 @@ interface Values {
   fill: 'random' | 'zero' | 'text' | 'mixed';
   compression: 'none' | 'zlib' | 'zstd';
   compressionLevel: string;
-  /** 'host': this console's own TLS (its --tls-* flags, in clear without them); 'off': in clear. */
-  tls: 'host' | 'off';
+  /** 'host': the console's default set (in clear without one); 'off': in clear; 'set:NAME': that set. */
+  tls: string;
   workload: string;
   maxBandwidth: string;
   downtimeLimitMs: string;
@@ -59,8 +59,8 @@ function toInput(v: Values, faults: readonly FaultRow[]): StartMigrationInput {
     ...own,
     compression: v.compression,
     compressionLevel: num(v.compressionLevel),
-    // Absent: the console's own credentials; the API also takes file paths, the form does not.
-    ...(v.tls === 'off' ? { tls: null } : {}),
+    // Absent: the console's default credential set (GET /api/tls), in clear without one.
+    ...(v.tls === 'off' ? { tls: null } : v.tls.startsWith('set:') ? { tls: { creds: v.tls.slice(4) } } : {}),
     // A rate has no page alignment to keep: whole bytes per second are close enough.
     maxBandwidth: Math.round(num(v.maxBandwidth) * MiB),
     downtimeLimitMs: num(v.downtimeLimitMs),
@@ -96,6 +96,15 @@ export function NewMigrationForm() {
     if (chosen !== '' && guests !== null && !guests.some((g) => g.uuid === chosen && g.state !== 'stopped' && g.migrating === null)) set.current('guest', '');
   }, [chosen, guests]);
   const newGuest = chosen === '';
+  const [creds, setCreds] = useState<TlsCredsList | null>(null);
+  useEffect(() => {
+    let live = true;
+    api.tlsCreds().then((l) => live && setCreds(l), () => undefined);
+    return () => {
+      live = false;
+    };
+  }, []);
+  const defaultSet = creds?.sets.find((c) => c.name === creds.default) ?? null;
 
   return (
     <form data-testid="new-migration" className="new-migration" onSubmit={form.onSubmit} noValidate>
@@ -132,8 +141,17 @@ export function NewMigrationForm() {
       </Field>
       <Field {...field('tls')} label="TLS" hint="every channel, the main one included; the live view says which was used">
         <select {...input('tls')}>
-          <option value="host">this console&apos;s credentials (its --tls-* flags; in clear without them)</option>
-          <option value="off">off: in clear</option>
+          <option value="host">
+            {creds === null ? "this console's default" : defaultSet ? `on: ${describeCreds(defaultSet)}` : 'off: in clear (this console has no TLS credentials)'}
+          </option>
+          {defaultSet || creds === null ? <option value="off">off: in clear</option> : null}
+          {(creds?.sets ?? [])
+            .filter((c) => c.name !== creds?.default)
+            .map((c) => (
+              <option key={c.name} value={`set:${c.name}`}>
+                on: {describeCreds(c)}
+              </option>
+            ))}
         </select>
       </Field>
       <Field
@@ -178,4 +196,9 @@ export function NewMigrationForm() {
       </div>
     </form>
   );
+}
+
+/** "default (x509, client certificate)", "lab (PSK)" */
+function describeCreds(c: TlsCredsView): string {
+  return `${c.name} (${c.mode === 'psk' ? 'PSK' : c.clientCert ? 'x509, client certificate' : 'x509'})`;
 }

@@ -4,6 +4,7 @@
  * that an agent did not answer is a 502 AGENT_DOWN naming that agent (`agent`).
  */
 import type {
+  TlsCredsList,
   AddAgent,
   AgentView,
   CreateGuest,
@@ -77,6 +78,7 @@ export const api = {
   migration: (id: string) => request<MigrationDetail>('GET', `/api/migrations/${enc(id)}`),
   timeline: async (id: string) => (await request<{ id: string; events: MigrationEvent[] }>('GET', `/api/migrations/${enc(id)}/timeline`)).events,
   cancel: (id: string) => request<MigrationSummary>('POST', `/api/migrations/${enc(id)}/cancel`),
+  tlsCreds: () => request<TlsCredsList>('GET', '/api/tls'),
   listGuests: async () => (await request<{ guests: GuestSummary[] }>('GET', '/api/guests')).guests,
   stopGuest: (uuid: string) => request<GuestSummary>('POST', `/api/guests/${enc(uuid)}/stop`),
   stopIdleGuests: async () => (await request<{ stopped: GuestSummary[] }>('POST', '/api/guests/stop-idle')).stopped,

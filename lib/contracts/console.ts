@@ -12,7 +12,6 @@ import {
   QemuFiguresSchema,
   MigrationSnapshotSchema,
   MigrationStateSchema,
-  TlsClientSchema,
   isPort,
   type MigrationEvent,
   type MigrationSnapshot,
@@ -26,6 +25,44 @@ export const HostPortSchema = z
   .trim()
   .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d{1,5}$/, 'destination must be "embedded" or HOST:PORT, e.g. 10.0.0.2:4444')
   .refine((v) => !/:\d{1,5}$/.test(v) || isPort(v.slice(v.lastIndexOf(':') + 1)), 'the port must be 1..65535');
+
+/** A credential set's name: `--tls-creds NAME=DIR`; "default" is the one of the --tls-* flags. */
+export const TLS_CREDS_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+export const DEFAULT_TLS_CREDS = 'default';
+
+/**
+ * A migration request's TLS: the credential set to use and, for x509, the name the
+ * destination's certificate must carry (QEMU's tls-hostname). Paths are not accepted: a
+ * request must not make the server read files of its choosing.
+ */
+export const TlsChoiceSchema = z.strictObject(
+  {
+    creds: z
+      .string({ error: 'tls.creds names a credential set of this host, e.g. "default"' })
+      .regex(TLS_CREDS_NAME, 'tls.creds is a credential set name: 1 to 64 letters, digits, dots, dashes or underscores'),
+    hostname: z.string().trim().min(1).max(253).regex(/^[^\s]+$/, 'tls.hostname is a host name or IP address').optional(),
+  },
+  {
+    error: (iss) =>
+      iss.code === 'unrecognized_keys'
+        ? 'tls takes {"creds": NAME, "hostname"?: NAME}: a credential set this host\'s operator configured, not file paths'
+        : undefined,
+  },
+);
+export type TlsChoice = z.infer<typeof TlsChoiceSchema>;
+
+/** GET /api/tls: the credential sets a migration request may name. */
+export interface TlsCredsView {
+  name: string;
+  mode: 'x509' | 'psk';
+  /** x509: whether a client certificate is presented. */
+  clientCert: boolean;
+}
+export interface TlsCredsList {
+  sets: TlsCredsView[];
+  /** What a request without `tls` uses; null: in clear. */
+  default: string | null;
+}
 
 /** `chK:KIND[:ARG]`, as `--inject` takes it: the shape only (the kinds and arguments are the server's to check). */
 export const INJECT_SHAPE = /^ch\d{1,3}:[a-z][a-z_-]*(?:-\d+)?(?::[A-Za-z0-9_.-]+)?$/;
@@ -115,10 +152,12 @@ const StartMigrationFields = z.object({
     .max(255, 'at most 255 faults (one per channel)')
     .default([]),
   /**
-   * TLS on every channel: file paths on the host that runs the source. Absent: that host's
-   * own (its --tls-* flags, if any); null: in clear.
+   * TLS on every channel, by the name of a credential set the operator of the host that
+   * runs the source configured (`--tls-*` flags: "default"; `--tls-creds NAME=DIR`), never
+   * by file paths. Absent: that host's "default" set if it has one, else in clear; null: in
+   * clear.
    */
-  tls: TlsClientSchema.nullable().optional(),
+  tls: TlsChoiceSchema.nullable().optional(),
 });
 
 /** zlib stops at 9; zstd goes on to 19 (QEMU's multifd-zlib-level / multifd-zstd-level). */

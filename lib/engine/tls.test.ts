@@ -9,7 +9,7 @@
  * Certificates are made for the run with openssl (lib/engine/tls-test-support.ts).
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import net from 'node:net';
@@ -370,13 +370,16 @@ describe('TLS credentials', () => {
       [() => loadServerCredentials({ mode: 'x509', cert: pki.serverCert, key: pki.serverKey, requireClientCert: true }), /requiring client certificates needs the CA/],
       [() => loadClientCredentials({ mode: 'x509', ca: pki.ca, key: pki.clientKey }), /a certificate and its key go together/],
       [async () => loadPskFile(await f('no-colon.psk', 'qemu\n')), /line 1: expected IDENTITY:HEXKEY/],
-      [async () => loadPskFile(await f('odd.psk', '# keys\n\nqemu:abc\n')), /line 3: the key of identity "qemu" is not hex/],
-      [async () => loadPskFile(await f('nothex.psk', 'qemu:zz\n')), /line 1: the key of identity "qemu" is not hex/],
-      [async () => loadPskFile(await f('twice.psk', 'a:00\na:01\n')), /line 2: identity "a" is listed twice/],
+      [async () => loadPskFile(await f('odd.psk', '# keys\n\nqemu:abc\n')), /line 3: the key is not hex/],
+      [async () => loadPskFile(await f('nothex.psk', 'qemu:zz\n')), /line 1: the key is not hex/],
+      [async () => loadPskFile(await f('twice.psk', 'a:00\na:01\n')), /line 2: the identity of line 1 again/],
       // Real key material on the offending lines: the messages must not carry it.
-      [async () => loadPskFile(await f('twice-real.psk', `${KEY_LINE}\n${KEY_LINE}\n`)), /line 2: identity "qemu" is listed twice/],
-      [async () => loadPskFile(await f('short-real.psk', `qemu:${REAL_KEY}z\n`)), /line 1: the key of identity "qemu" is not hex/],
+      [async () => loadPskFile(await f('twice-real.psk', `${KEY_LINE}\n${KEY_LINE}\n`)), /line 2: the identity of line 1 again/],
+      [async () => loadPskFile(await f('short-real.psk', `qemu:${REAL_KEY}z\n`)), /line 1: the key is not hex/],
       [async () => loadPskFile(await f('empty.psk', '\n# nothing\n')), /no IDENTITY:HEXKEY line/],
+      // Any file this user can read named by mistake: its text never reaches the message.
+      [async () => loadPskFile(await f('shadow-like', 'root:$y$j9T$secrethash:19000:0:99999:7:::\n')), /line 1: the key is not hex/],
+      [async () => loadPskFile(await f('big.psk', 'x'.repeat((1 << 20) + 1))), /larger than 1 MiB/],
       [async () => loadServerCredentials({ mode: 'x509', cert: await f('broken.pem', '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n'), key: pki.serverKey }), /does not parse/],
     ];
     for (const [load, message] of cases) {
@@ -384,9 +387,22 @@ describe('TLS credentials', () => {
         assert.equal(err.code, 'MIGRATION_TLS_CREDENTIALS_INVALID');
         assert.match(err.message, message);
         assert.doesNotMatch(err.message, /[0-9a-f]{32}/, 'no key material in messages');
+        assert.doesNotMatch(err.message, /root|secrethash/, 'no file content in messages');
         return true;
       });
     }
+  });
+
+  it('a FIFO named as a credential file is refused at once, without blocking on it', async () => {
+    const fifo = path.join(pki.dir, 'creds.fifo');
+    execFileSync('mkfifo', [fifo]);
+    // Nothing ever opens its other end: a blocking read would wait here for ever.
+    await assert.rejects(loadPskFile(fifo), (err: MigrationError) => {
+      assert.equal(err.code, 'MIGRATION_TLS_CREDENTIALS_INVALID');
+      assert.match(err.message, /creds\.fifo: not a regular file/);
+      return true;
+    });
+    await assert.rejects(loadClientCredentials({ mode: 'x509', ca: fifo }), /not a regular file/);
   });
 
   it('a destination with bad credentials does not listen', async () => {

@@ -9,7 +9,8 @@
  * forward secrecy), and one version keeps each failure's alert, hence its code, the same.
  */
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { TlsClient } from '../contracts';
@@ -81,14 +82,36 @@ function invalid(file: string, what: string, problem: string, cause?: unknown): 
   });
 }
 
+/** A PEM bundle or a PSK file is a few KiB; a larger file is not one. */
+export const TLS_FILE_MAX_BYTES = 1 << 20;
+
+/**
+ * Opened without blocking and checked to be a regular file before a byte is read: a FIFO or
+ * a device named here would otherwise hold one of libuv's few pool threads (every file read
+ * of the process) until something writes to it.
+ */
 async function readText(file: string, what: string): Promise<string> {
+  let fh;
   try {
-    return await readFile(file, 'utf8');
+    fh = await open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const problem =
-      code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : `cannot be read (${code ?? String(err)})`;
+    const problem = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : `cannot be opened (${code ?? String(err)})`;
     throw invalid(file, what, problem, err);
+  }
+  try {
+    const st = await fh.stat();
+    if (st.isDirectory()) throw invalid(file, what, 'is a directory');
+    if (!st.isFile()) throw invalid(file, what, 'not a regular file');
+    if (st.size > TLS_FILE_MAX_BYTES) throw invalid(file, what, `larger than ${TLS_FILE_MAX_BYTES >> 20} MiB`);
+    const data = await fh.readFile();
+    if (data.length > TLS_FILE_MAX_BYTES) throw invalid(file, what, `larger than ${TLS_FILE_MAX_BYTES >> 20} MiB`);
+    return data.toString('utf8');
+  } catch (err) {
+    if (err instanceof TlsCredentialsInvalidError) throw err;
+    throw invalid(file, what, `cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`, err);
+  } finally {
+    await fh.close();
   }
 }
 
@@ -150,7 +173,7 @@ async function loadCa(file: string): Promise<{ pem: string; names: string[] }> {
 export async function loadPskFile(file: string): Promise<Array<{ identity: string; key: Buffer }>> {
   const text = await readText(file, 'PSK file');
   const out: Array<{ identity: string; key: Buffer }> = [];
-  const seen = new Set<string>();
+  const seen = new Map<string, number>();
   text.split(/\r?\n/).forEach((raw, i) => {
     const line = raw.trim();
     if (line === '' || line.startsWith('#')) return;
@@ -159,14 +182,16 @@ export async function loadPskFile(file: string): Promise<Array<{ identity: strin
     if (colon <= 0) throw invalid(file, 'PSK file', `${at}: expected IDENTITY:HEXKEY`);
     const identity = line.slice(0, colon);
     const hex = line.slice(colon + 1);
-    // The key itself never appears in a message.
+    // Messages name the line, never its text: neither the key nor anything else the file
+    // holds (a path given by mistake may be any file this user can read).
     if (!/^[0-9a-fA-F]+$/.test(hex) || hex.length % 2 !== 0) {
-      throw invalid(file, 'PSK file', `${at}: the key of identity "${identity}" is not hex (an even number of 0-9a-f digits)`);
+      throw invalid(file, 'PSK file', `${at}: the key is not hex (an even number of 0-9a-f digits after IDENTITY:)`);
     }
     if (Buffer.byteLength(identity) > PSK_MAX_IDENTITY) throw invalid(file, 'PSK file', `${at}: identity longer than ${PSK_MAX_IDENTITY} bytes`);
-    if (hex.length / 2 > PSK_MAX_KEY) throw invalid(file, 'PSK file', `${at}: key of identity "${identity}" longer than ${PSK_MAX_KEY} bytes`);
-    if (seen.has(identity)) throw invalid(file, 'PSK file', `${at}: identity "${identity}" is listed twice`);
-    seen.add(identity);
+    if (hex.length / 2 > PSK_MAX_KEY) throw invalid(file, 'PSK file', `${at}: key longer than ${PSK_MAX_KEY} bytes`);
+    const first = seen.get(identity);
+    if (first !== undefined) throw invalid(file, 'PSK file', `${at}: the identity of line ${first} again`);
+    seen.set(identity, i + 1);
     out.push({ identity, key: Buffer.from(hex, 'hex') });
   });
   if (out.length === 0) throw invalid(file, 'PSK file', 'no IDENTITY:HEXKEY line');

@@ -12,7 +12,7 @@ import { ensureTokenFile, readTokenFile } from '../auth';
 import { EXIT_OK, UsageError, compressionList, ms, oneOf, parsed } from './args';
 import { makeOutput, reportProcess } from './output';
 import { serving } from './serve';
-import { TLS_OPTIONS, tlsBothFrom, tlsUsage } from './tls-args';
+import { TLS_CREDS_OPTION, TLS_OPTIONS, tlsBothFrom, tlsCredsFrom, tlsUsage } from './tls-args';
 import { LIMIT_OPTIONS, limitUsage, limitsFrom } from './limit-args';
 
 export const AGENT_USAGE = `usage: multifd agent --listen HOST:PORT [options]
@@ -43,6 +43,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
       'compression-allow': { type: 'string' },
       ...LIMIT_OPTIONS,
       ...TLS_OPTIONS,
+      ...TLS_CREDS_OPTION,
       events: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -58,6 +59,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
     : { host: control.host, port: control.port === 0 ? 0 : control.port + 1 };
   if (migration.port > 65535) throw new UsageError('--migration-listen is required when --listen uses port 65535');
   const tls = tlsBothFrom(values);
+  const tlsCreds = tlsCredsFrom(values['tls-creds']);
   const name = values.name?.trim() || os.hostname();
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) throw new UsageError('--name must be 1 to 64 letters, digits, dots, dashes or underscores');
   const dataDir = path.resolve(values['data-dir'] ?? path.join('data', `agent-${name}`));
@@ -84,6 +86,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
     dataDir,
     timeoutMs: ms('timeout-ms', values['timeout-ms']),
     tls,
+    tlsCreds,
     compressionAllow: compressionList('compression-allow', values['compression-allow']),
     limits: limitsFrom(values),
   });

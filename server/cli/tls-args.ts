@@ -12,6 +12,8 @@
  */
 import path from 'node:path';
 import type { TlsClient } from '../../lib/contracts';
+import { TLS_CREDS_NAME } from '../../lib/contracts/console';
+import type { TlsCredsDir } from '../tls-creds';
 import type { TlsServerConfig } from '../../lib/engine/tls';
 import { UsageError } from './args';
 
@@ -56,6 +58,7 @@ export function tlsUsage(role: TlsRole, width = 30): string {
     ? "TLS with a pre-shared key instead: IDENTITY:HEXKEY lines (QEMU's\nformat); the first line is used"
     : "TLS with pre-shared keys instead: IDENTITY:HEXKEY lines (QEMU's\nformat); any listed identity is accepted" + (role === 'both' ? ', the first is used\nto migrate' : '')]);
   if (role !== 'source') rows.push(['--tls-require-client-cert', 'refuse sources without a client certificate signed by --tls-ca']);
+  if (role === 'both') rows.push(TLS_CREDS_USAGE_ROW);
   const pad = ' '.repeat(width);
   return rows
     .map(([flag, text]) => {
@@ -157,6 +160,30 @@ export function tlsBothFrom(v: TlsValues): TlsBoth | null {
     server: { mode, cert, key, ca, requireClientCert: v['tls-require-client-cert'] === true },
     client: { mode, ca, cert, key },
   };
+}
+
+/** For parseArgs' `options` of the console and an agent: more credential sets for the migrations they start. */
+export const TLS_CREDS_OPTION = { 'tls-creds': { type: 'string', multiple: true } } as const;
+
+export const TLS_CREDS_USAGE_ROW: [string, string] = [
+  '--tls-creds NAME=DIR',
+  "another TLS credential set a migration request may name (repeat for\nmore): DIR holds ca-cert.pem [client-cert.pem client-key.pem], or\nkeys.psk, as QEMU's tls-creds dir=; the --tls-* flags are \"default\"",
+];
+
+/** `--tls-creds NAME=DIR`, each; directories made absolute. */
+export function tlsCredsFrom(values: readonly string[] | undefined): TlsCredsDir[] {
+  const out: TlsCredsDir[] = [];
+  for (const v of values ?? []) {
+    const eq = v.indexOf('=');
+    const name = eq < 0 ? '' : v.slice(0, eq);
+    const dir = eq < 0 ? '' : v.slice(eq + 1);
+    if (!TLS_CREDS_NAME.test(name) || dir === '') {
+      throw new UsageError(`--tls-creds takes NAME=DIR (NAME: 1 to 64 letters, digits, dots, dashes or underscores), got "${v}"`);
+    }
+    if (out.some((d) => d.name === name)) throw new UsageError(`--tls-creds ${name}: named twice`);
+    out.push({ name, dir: abs(dir) });
+  }
+  return out;
 }
 
 function hostname(name: string): string {
