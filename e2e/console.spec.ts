@@ -283,6 +283,20 @@ test('count mismatch: a multifd dest expecting 4 channels refuses a source openi
   }
 });
 
+test('fault lab ch2:dup: the diagnosis names channel 2, which sent channel 3\'s id, not its victim', async ({ page, request }) => {
+  const res = await request.post('/api/migrations', { data: { channels: 4, ramSize: 16 << 20, inject: ['ch2:dup'] } });
+  expect(res.status(), await res.text()).toBe(201);
+  const { id, uuid } = (await res.json()) as { id: string; uuid: string };
+  started.add(uuid);
+  await openPage(page, `/migrations/${encodeURIComponent(id)}`);
+  await expect(page.getByTestId('migration-state')).toHaveText('failed', { timeout: 20_000 });
+  await expect(page.getByTestId('failure-code')).toHaveText('MIGRATION_CHANNEL_ID_DUPLICATE');
+  await expect(page.getByTestId('likely-cause')).toContainText("channel 2 sent channel 3's id");
+  await expect(page.getByTestId('cause-injected')).toContainText('ch2:dup');
+  await expect(page.getByTestId('advice')).toContainText('retry without it');
+  await expect(page.getByTestId('retry')).toHaveText('Retry without the faults');
+});
+
 test('fault lab: faults the form can tell are wrong are shown under the fault lab, and nothing starts', async ({ page, request }, testInfo) => {
   const before = (await listMigrations(request)).length;
   const form = await openConsole(page);

@@ -174,6 +174,8 @@ export function diagnose(m: LiveModel): Diagnosis | null {
   let anyRejected = false;
   for (const c of channels) {
     if (c.state === 'rejected') anyRejected = true;
+    // Our own address on each connection is the peer the destination names.
+    if (c.local) sourceByPeer.set(normPeer(c.local)!, c.id);
     const e = c.error;
     if (!e) continue;
     if (e.connection !== null && e.peer) sourceByPeer.set(normPeer(e.peer)!, c.id);

@@ -215,6 +215,11 @@ export const ChannelSnapshotSchema = z.object({
   slow: z.boolean(),
   connection: z.number().int().nullable(),
   peer: z.string().nullable(),
+  /**
+   * The source's side: this connection's own address, the `peer` the destination reports for
+   * it (how a refusal or an acceptance there is tied to the source channel that opened it).
+   */
+  local: z.string().nullable().optional(),
   /** ms since the epoch of each handshake step, null until reached. */
   times: z.object({
     connecting: z.number().nullable(),

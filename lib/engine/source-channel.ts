@@ -335,6 +335,7 @@ export class SourceChannel {
       slow: this.slow,
       connection: null,
       peer: this.peer,
+      local: this.local,
       times: { ...this.times },
       security: this.security,
       bytes: this.bytes,
