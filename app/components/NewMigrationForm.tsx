@@ -136,9 +136,11 @@ export function NewMigrationForm() {
         </select>
       </Field>
       <CompressionField field={field('compression')} select={input('compression')} hint="page payloads, per packet; the destination may refuse a method" />
-      <Field {...field('compressionLevel')} label="Compression level" hint="zlib 1–9, zstd 1–19; 1 is fastest">
-        <input {...input('compressionLevel')} type="number" inputMode="numeric" min={1} max={19} step={1} />
-      </Field>
+      {form.values.compression === 'none' ? null : (
+        <Field {...field('compressionLevel')} label="Compression level" hint="zlib 1–9, zstd 1–19; 1 is fastest">
+          <input {...input('compressionLevel')} type="number" inputMode="numeric" min={1} max={19} step={1} />
+        </Field>
+      )}
       <Field {...field('tls')} label="TLS" hint="every channel, the main one included; the live view says which was used">
         <select {...input('tls')}>
           <option value="host">
@@ -178,7 +180,7 @@ export function NewMigrationForm() {
       <FaultLab
         prefix=""
         kinds={INJECT_KINDS}
-        hint="Make the source misbehave on purpose, one fault per channel (DESIGN 7.2). The migration is marked as a fault-lab run everywhere it is shown."
+        hint="Make the source misbehave on purpose, one fault per channel (the kinds: the README, under Faults for testing). The migration is marked as a fault-lab run everywhere it is shown."
         lab={form.lab}
         errors={errors.inject}
       />

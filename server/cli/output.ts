@@ -49,12 +49,45 @@ function bar(fraction: number, width: number): string {
   return `[${'#'.repeat(full)}${'.'.repeat(width - full)}]`;
 }
 
-class HumanOutput implements Output {
+/** Off a terminal, a progress line at most this often (a log, not a display). */
+const LOG_PROGRESS_MS = 2000;
+
+/** "42%, ETA 3 s": how far a migration is and, at its current rate, how long it has left. */
+export function progressFigures(s: MigrationSnapshot): { fraction: number; text: string } {
+  const fraction = Math.max(0, Math.min(1, s.pageBytes / Math.max(1, s.ramSize)));
+  // The source knows what is left to send (dirty pages included); a destination, what it has not seen.
+  const left = s.role === 'source' ? s.remaining : Math.max(0, s.ramSize - s.pageBytes);
+  const live = !['completed', 'failed', 'cancelled'].includes(s.state);
+  const eta = live && s.transferRate > 0 && left > 0 ? `, ETA ${formatSeconds(left / s.transferRate)}` : '';
+  return { fraction, text: `${Math.floor(fraction * 100)}%${eta}` };
+}
+
+function formatSeconds(sec: number): string {
+  if (sec < 1) return '<1 s';
+  if (sec < 90) return `${Math.round(sec)} s`;
+  if (sec < 5400) return `${Math.round(sec / 60)} min`;
+  return `${(sec / 3600).toFixed(1)} h`;
+}
+
+function summaryLine(s: MigrationSnapshot, barWidth: number | null): string {
+  const p = progressFigures(s);
+  return (
+    `${s.role} ${s.state.toUpperCase()} round ${s.round} ${barWidth === null ? '' : `${bar(p.fraction, barWidth)} `}${p.text}, ` +
+    `${formatBytes(s.transferred)} at ${rate(s.transferRate)}` +
+    (s.role === 'source' ? `, ${formatBytes(s.remaining)} dirty, ${rate(s.dirtyRate)} dirty rate` : '')
+  );
+}
+
+export class HumanOutput implements Output {
   private drawn = 0;
   private readonly tty: boolean;
   private last: MigrationSnapshot | null = null;
+  private loggedAt = 0;
 
-  constructor(private readonly out: NodeJS.WriteStream) {
+  constructor(
+    private readonly out: NodeJS.WriteStream,
+    private readonly now: () => number = Date.now,
+  ) {
     this.tty = Boolean(out.isTTY);
   }
 
@@ -62,6 +95,11 @@ class HumanOutput implements Output {
     if (e.type === 'progress') {
       this.last = e.snapshot;
       if (this.tty) this.draw(e.snapshot);
+      else if (this.now() - this.loggedAt >= LOG_PROGRESS_MS && !['completed', 'failed', 'cancelled'].includes(e.snapshot.state)) {
+        // A log (a pipe, a file, journald): a plain line now and then, never cursor moves.
+        this.loggedAt = this.now();
+        this.out.write(`${summaryLine(e.snapshot, null)}\n`);
+      }
       return;
     }
     const line = describe(e);
@@ -89,11 +127,7 @@ class HumanOutput implements Output {
 
   private draw(s: MigrationSnapshot): void {
     this.clear();
-    const done = s.role === 'source' ? s.pageBytes / Math.max(1, s.ramSize) : s.pageBytes / Math.max(1, s.ramSize);
-    const lines = [
-      `${s.role} ${s.state.toUpperCase()} round ${s.round} ${bar(done, 30)} ${formatBytes(s.transferred)} at ${rate(s.transferRate)}` +
-        (s.role === 'source' ? `, ${formatBytes(s.remaining)} dirty, ${rate(s.dirtyRate)} dirty rate` : ''),
-    ];
+    const lines = [summaryLine(s, 30)];
     const cols = Math.max(1, Math.floor(((this.out.columns ?? 100) - 2) / 34));
     let row = '';
     s.channels.forEach((c, i) => {
@@ -104,7 +138,12 @@ class HumanOutput implements Output {
       }
     });
     if (row) lines.push(row);
-    const shown = lines.slice(0, Math.max(2, (this.out.rows ?? 40) - 4));
+    // A terminal may report 0 rows (a serial console, some multiplexers): not a size.
+    const rows = this.out.rows && this.out.rows > 0 ? this.out.rows : 40;
+    let shown = lines.slice(0, Math.max(2, rows - 4));
+    if (shown.length < lines.length) {
+      shown = [...shown.slice(0, -1), `  ... ${s.channels.length} channels, ${lines.length - shown.length + 1} rows not shown (a taller terminal shows them)`];
+    }
     this.out.write(`${shown.join('\n')}\n`);
     this.drawn = shown.length;
   }

@@ -124,7 +124,7 @@ export function FleetMigrationForm() {
       <FaultLab
         prefix={P}
         kinds={INJECT_KINDS}
-        hint="The source agent misbehaves on purpose, one fault per channel (DESIGN 7.2). The migration is marked as a fault-lab run everywhere it is shown."
+        hint="The source agent misbehaves on purpose, one fault per channel (the kinds: the README, under Faults for testing). The migration is marked as a fault-lab run everywhere it is shown."
         lab={form.lab}
         errors={errors.inject}
       />
