@@ -79,6 +79,14 @@ test('8 channels: every channel accepted and streaming, completion verified, the
   expect(detail.snapshot.verified).toBe(true);
   expect((await digest.textContent())?.trim()).toBe(detail.snapshot.digest);
   await screenshot(page, testInfo, 'live-view-completed');
+  // Ended: no channel and no chart header keeps a "now"; the chart says what it measures,
+  // has a time axis and names each channel's band.
+  await expect(page.getByTestId('chart-head')).toContainText('ended · peak');
+  await expect(page.getByTestId('chart-head')).toContainText('on the wire');
+  await expect(page.getByTestId('chart-head')).not.toContainText('now');
+  await expect(page.getByTestId('chart-axis')).toContainText('start');
+  await expect(page.getByTestId('chart-legend').locator('li')).toHaveText(['ch0', 'ch1', 'ch2', 'ch3', 'ch4', 'ch5', 'ch6', 'ch7']);
+  await expect(page.locator('[data-testid="channel-throughput"]')).toHaveText(Array(8).fill('—'));
 
   // Every one of the 8 channels was seen accepted (or later) and with non-zero throughput.
   const seen = await liveSeen(page);

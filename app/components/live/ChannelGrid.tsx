@@ -19,7 +19,8 @@ export interface ChannelRowView {
   bytes: number;
   pages: number;
   zeroPages: number;
-  throughput: number;
+  /** null: the channel carries nothing any more (closed, failed, or the migration ended). */
+  throughput: number | null;
   /** the sparkline's path, on a scale shared by every channel */
   spark: string;
   failed: boolean;
@@ -78,7 +79,8 @@ export function channelViews(m: LiveModel): ChannelRowView[] {
     bytes: c.bytes,
     pages: c.pages,
     zeroPages: c.zeroPages,
-    throughput: c.throughput,
+    // A "now" for a channel that ended would be its last window's, shown for ever.
+    throughput: !terminalState(s.state) && c.state !== 'closed' && c.state !== 'failed' && c.state !== 'rejected' ? c.throughput : null,
     spark: sparkPath(m.spark.get(c.id), max),
     failed: isChannelFailed(c),
     errorCode: c.error?.code ?? null,
@@ -234,8 +236,8 @@ const ChannelRow = memo(
         <td className="num" title={`${v.pages} pages, ${v.zeroPages} zero pages`}>
           {idle && v.failed ? '—' : formatCount(v.pages)}
         </td>
-        <td className="num" data-testid="channel-throughput" data-bps={v.throughput}>
-          {formatRate(v.throughput)}
+        <td className="num" data-testid="channel-throughput" data-bps={v.throughput ?? 0}>
+          {v.throughput === null ? '—' : formatRate(v.throughput)}
         </td>
         <td>
           <div className="spark-cell">
@@ -267,3 +269,7 @@ const ChannelRow = memo(
   },
   (a, b) => a.peer === b.peer && a.ratio === b.ratio && sameRow(a.v, b.v),
 );
+
+function terminalState(state: string): boolean {
+  return state === 'completed' || state === 'failed' || state === 'cancelled';
+}

@@ -53,6 +53,8 @@ export function LiveView({ id }: { id: string }) {
   const [, setFrame] = useState(0);
   const [status, setStatus] = useState<Status>({ kind: 'loading' });
   const [subscribed, setSubscribed] = useState(false);
+  /** Since when the console stopped answering (the socket dropped); null while it answers. */
+  const [offlineSince, setOfflineSince] = useState<number | null>(null);
   const [cancelState, setCancelState] = useState<{ pending: boolean; error: string | null }>({ pending: false, error: null });
   const [retryState, setRetryState] = useState<{ pending: boolean; error: string | null }>({ pending: false, error: null });
   const { items: guests } = useGuests();
@@ -98,11 +100,20 @@ export function LiveView({ id }: { id: string }) {
         }
       });
     };
-    const onDisconnect = () => setSubscribed(false);
+    const onDisconnect = () => {
+      setSubscribed(false);
+      setOfflineSince((t) => t ?? Date.now());
+    };
+    const onConnectError = () => setOfflineSince((t) => t ?? Date.now());
+    const onConnect = () => {
+      setOfflineSince(null);
+      subscribe();
+    };
 
     socket.on('migration:events', onBatch);
-    socket.on('connect', subscribe);
+    socket.on('connect', onConnect);
     socket.on('disconnect', onDisconnect);
+    socket.on('connect_error', onConnectError);
     if (socket.connected) subscribe();
 
     // REST in parallel: shows a finished migration even if the socket is slow or down.
@@ -127,8 +138,9 @@ export function LiveView({ id }: { id: string }) {
     return () => {
       active = false;
       socket.off('migration:events', onBatch);
-      socket.off('connect', subscribe);
+      socket.off('connect', onConnect);
       socket.off('disconnect', onDisconnect);
+      socket.off('connect_error', onConnectError);
       if (socket.connected) socket.emit('migration:unsubscribe', id);
     };
   }, [id]);
@@ -190,6 +202,8 @@ export function LiveView({ id }: { id: string }) {
   const steps = phaseSteps(m);
   const error = failureOf(m);
   const terminal = isTerminal(s.state);
+  // Only a live migration can be out of date.
+  const offline = terminal ? null : offlineSince;
   const rounds = [...m.rounds.values()].sort((a, b) => a.round - b.round);
   const last = m.samples[m.samples.length - 1];
   const peer = m.peerSide;
@@ -249,18 +263,18 @@ export function LiveView({ id }: { id: string }) {
               )}
             </span>
             {terminal ? (
-              <span data-testid="throughput" data-bps={average ?? 0} title="average over the whole migration">
-                avg {formatRate(average)}
+              <span data-testid="throughput" data-bps={average ?? 0} title="guest RAM moved per second, averaged over the whole migration (before compression)">
+                avg {formatRate(average)} of RAM
               </span>
             ) : (
-              <span data-testid="throughput" data-bps={s.transferRate} title="over the last 2 s">
+              <span data-testid="throughput" data-bps={s.transferRate} title="bytes on the wire per second, over the last 2 s">
                 {formatRate(s.transferRate)}
               </span>
             )}
             {terminal ? (
               <span data-testid="total-time">took {formatDuration(s.totalTimeMs)}</span>
             ) : (
-              <span data-testid="eta">ETA {eta?.ms != null ? formatEta(eta.ms) : '—'}</span>
+              <span data-testid="eta">ETA {eta?.ms != null && offline === null ? formatEta(eta.ms) : '—'}</span>
             )}
           </div>
           {inject.length > 0 && (
@@ -272,7 +286,14 @@ export function LiveView({ id }: { id: string }) {
           )}
           <div className="actions">
             {!terminal && (
-              <button type="button" className="danger" data-testid="cancel" onClick={cancel} disabled={cancelState.pending || s.state === 'cancelling'}>
+              <button
+                type="button"
+                className="danger"
+                data-testid="cancel"
+                onClick={cancel}
+                disabled={cancelState.pending || s.state === 'cancelling' || offline !== null}
+                title={offline !== null ? 'the console is not answering: nothing can be cancelled from here now' : undefined}
+              >
                 {s.state === 'cancelling' || cancelState.pending ? 'Cancelling…' : 'Cancel'}
               </button>
             )}
@@ -286,6 +307,12 @@ export function LiveView({ id }: { id: string }) {
             </a>
           </div>
         </div>
+        {offline !== null && (
+          <p className="error-text" role="status" data-testid="offline">
+            The console has not answered since {new Date(offline).toLocaleTimeString()}: what is shown is the last state it sent; the
+            migration may have gone on or ended. This view reconnects by itself.
+          </p>
+        )}
         <p className="why mono" data-testid="eta-why">
           {whyLine(m, eta, progress, own ? (guests === null ? undefined : here) : undefined)}
         </p>

@@ -9,8 +9,9 @@ import type { Sample } from '../../lib/live-model';
 const W = 720;
 const H = 140;
 
+/** Golden-angle hues, alternating lightness: neighbours never look alike, 16 stay distinct. */
 function bandColor(i: number): string {
-  return `hsl(${(i * 137.5) % 360} 55% 52%)`;
+  return `hsl(${Math.round((i * 137.508) % 360)} 60% ${i % 2 === 0 ? 48 : 64}%)`;
 }
 
 function niceMax(v: number): number {
@@ -75,8 +76,9 @@ export const ThroughputChart = memo(
       <section className="panel" aria-labelledby="chart-title">
         <div className="panel-head">
           <h2 id="chart-title">Throughput</h2>
-          <span className="muted mono">
-            now {formatRate(now)} · last {formatDuration(span)} · {stacked ? 'channels stacked' : 'aggregate'}
+          <span className="muted mono" data-testid="chart-head" title="bytes on the wire per second (after compression), over a 2 s window">
+            {ended ? `ended · peak ${formatRate(Math.max(...samples.map((x) => x.total)))}` : `now ${formatRate(now)}`} · on the wire · {formatDuration(span)} ·{' '}
+            {stacked ? 'channels stacked' : 'aggregate'}
           </span>
         </div>
         <div className="chart">
@@ -94,7 +96,21 @@ export const ThroughputChart = memo(
             ))}
             <path d={line} className="total-line" vectorEffect="non-scaling-stroke" />
           </svg>
+          <div className="chart-axis mono muted" data-testid="chart-axis">
+            <span>{ended ? 'start' : `−${formatDuration(span)}`}</span>
+            <span>{ended ? `+${formatDuration(span)}` : 'now'}</span>
+          </div>
         </div>
+        {stacked && (
+          <ul className="chart-legend mono" data-testid="chart-legend">
+            {samples[0].perChannel!.map((_, c) => (
+              <li key={c}>
+                <span className="swatch" style={{ background: bandColor(c) }} aria-hidden="true" />
+                ch{c}
+              </li>
+            ))}
+          </ul>
+        )}
       </section>
     );
   },
