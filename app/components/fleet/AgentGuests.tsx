@@ -39,7 +39,11 @@ export function AgentGuests({ agent: a }: { agent: AgentView }) {
             </thead>
             <tbody>
               {guests.map((g) => (
-                <Row key={g.uuid} g={g} stopping={stop.pending.has(g.uuid)} canStop={a.state === 'up'} onStop={() => void stop.run(g.uuid, () => api.stopAgentGuest(a.name, g.uuid))} />
+                <Row key={g.uuid} g={g} stopping={stop.pending.has(g.uuid)} canStop={a.state === 'up'} onStop={() => {
+                    if (!window.confirm(`Stop guest ${g.name} (${g.uuid}) on ${a.name}? Its RAM is released and it cannot run again.`)) return;
+                    void stop.run(g.uuid, () => api.stopAgentGuest(a.name, g.uuid));
+                  }}
+                />
               ))}
             </tbody>
           </table>

@@ -12,7 +12,18 @@ import { EvacuateForm } from './EvacuateForm';
 import { EvacuationQueue } from './EvacuationQueue';
 import { NewGuestForm } from './NewGuestForm';
 
-export function AgentPanel({ agent: a, evacuation, onEvacuation }: { agent: AgentView; evacuation: EvacuationView | null; onEvacuation: (e: EvacuationView) => void }) {
+export function AgentPanel({
+  agent: a,
+  evacuation,
+  onEvacuation,
+  othersUp,
+}: {
+  agent: AgentView;
+  evacuation: EvacuationView | null;
+  onEvacuation: (e: EvacuationView) => void;
+  /** Other agents that are up: where an evacuation could send guests. */
+  othersUp: number;
+}) {
   const up = a.state === 'up';
   const evacuating = evacuation?.state === 'running';
   return (
@@ -37,7 +48,12 @@ export function AgentPanel({ agent: a, evacuation, onEvacuation }: { agent: Agen
           <h3>New guest</h3>
           <NewGuestForm agent={a.name} disabled={!up} />
           <h3>Evacuate</h3>
-          <EvacuateForm agent={a.name} disabled={!up || evacuating} onStarted={onEvacuation} />
+          {othersUp === 0 && (
+            <p className="muted" data-testid="evacuate-nowhere">
+              No other agent is up to take {a.name}&apos;s guests: add one, or wait for one to answer.
+            </p>
+          )}
+          <EvacuateForm agent={a.name} disabled={!up || evacuating || othersUp === 0} onStarted={onEvacuation} />
         </div>
       </div>
       {evacuation && <EvacuationQueue evacuation={evacuation} onChanged={onEvacuation} />}

@@ -19,6 +19,8 @@ export function AgentTable({ agents }: { agents: Listed<AgentView> }) {
   const { items, error } = agents;
 
   async function onRemove(name: string) {
+    // Removing forgets the agent here; its guests and migrations go on on its host.
+    if (!window.confirm(`Remove agent ${name} from this console? Its guests keep running on its host; add it again to see them.`)) return;
     if ((await remove.run(name, () => api.removeAgent(name))) !== undefined) agents.drop(name);
   }
 
@@ -109,6 +111,14 @@ function LastSeen({ at, live }: { at: number | null; live: boolean }) {
     return () => clearInterval(timer);
   }, [live, at]);
   if (at === null) return <span className="muted">never</span>;
+  // Up: the console hears it on every poll; a fixed clock time would look stale.
+  if (live) {
+    return (
+      <span title={`answering; last heard ${formatDateTime(at)}`} data-testid="agent-last-seen">
+        now
+      </span>
+    );
+  }
   return (
     <span title={formatDateTime(at)} data-testid="agent-last-seen">
       {formatClock(at)}

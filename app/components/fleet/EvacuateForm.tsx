@@ -42,7 +42,18 @@ export function EvacuateForm({ agent, disabled, onStarted }: { agent: string; di
   const { field, input, formError } = form;
 
   return (
-    <form data-testid="evacuate" className="fleet-form inline" onSubmit={form.onSubmit} noValidate>
+    <form
+      data-testid="evacuate"
+      className="fleet-form inline"
+      onSubmit={(e) => {
+        if (!window.confirm(`Evacuate ${agent}: migrate every running guest off it to the other agents that are up?`)) {
+          e.preventDefault();
+          return;
+        }
+        form.onSubmit(e);
+      }}
+      noValidate
+    >
       <Field {...field('maxInFlight')} label="In flight at most" hint="fleet migrations at once, all counted">
         <input {...input('maxInFlight')} type="number" inputMode="numeric" min={1} max={100} step={1} />
       </Field>

@@ -37,6 +37,7 @@ export function FleetConsole() {
           // Newest first: the first one of this agent is the one to show.
           evacuation={evacuations.items?.find((e) => e.agent === a.name) ?? null}
           onEvacuation={evacuations.upsert}
+          othersUp={agents.items!.filter((o) => o.name !== a.name && o.state === 'up').length}
         />
       ))}
       {evacuations.error && <p className="error-text">{evacuations.error}</p>}
