@@ -9,7 +9,7 @@
  * Ids and test ids carry the form's prefix: an agent's forms repeat once per agent on the
  * page, so theirs name the agent. For client components only.
  */
-import { useEffect, useState, type ChangeEvent, type FormEvent } from 'react';
+import { useEffect, useRef, useState, type ChangeEvent, type FormEvent } from 'react';
 import type { z } from 'zod';
 import { fieldErrors, type FieldErrors } from '../../lib/contracts/console';
 import { ApiError } from './api';
@@ -57,7 +57,21 @@ export function useSchemaForm<V extends { [K in keyof V]: string }, Out, R>(spec
     if (errors[name]) setErrors(({ [name]: _gone, ...rest }) => rest);
   };
 
+  // After a refused submit the first box in error takes the focus (and comes into view): its
+  // message may be off screen, and a keyboard user lands where the fix goes.
+  const focusFirstError = useRef(false);
+  useEffect(() => {
+    if (!focusFirstError.current) return;
+    focusFirstError.current = false;
+    const box = document.querySelector<HTMLElement>(`[id^="${prefix}field-"][aria-invalid="true"]`);
+    if (box) {
+      box.focus({ preventScroll: true });
+      box.scrollIntoView({ block: 'center' });
+    }
+  }, [errors, prefix]);
+
   function showErrors(found: FieldErrors) {
+    focusFirstError.current = true;
     setErrors(found);
     spec.onErrors?.(found);
   }
