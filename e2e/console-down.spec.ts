@@ -4,36 +4,20 @@
  * The view must not look live: it says since when the console has not answered, shows no
  * ETA, and Cancel is disabled.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { expect, test } from '@playwright/test';
+import { startConsoleProcess, type ConsoleProcess } from './support';
 
 const port = Number(process.env.MULTIFD_E2E_DOWN_PORT ?? 3127);
 const base = `http://127.0.0.1:${port}`;
-let server: ChildProcess | null = null;
-let dataDir = '';
+let server: ConsoleProcess | null = null;
 
 test.beforeAll(async ({}, testInfo) => {
-  const root = path.resolve(testInfo.project.testDir, '..');
-  dataDir = mkdtempSync(path.join(os.tmpdir(), 'multifd-e2e-down-'));
-  server = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir], {
-    cwd: root,
-    env: { ...process.env, NEXT_TELEMETRY_DISABLED: '1' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let err = '';
-  server.stderr!.on('data', (c: Buffer) => (err += c.toString('utf8')));
-  await expect.poll(() => err, { timeout: 30_000, message: 'the console starts' }).toContain('multifd console: http://');
+  server = await startConsoleProcess(path.resolve(testInfo.project.testDir, '..'), `127.0.0.1:${port}`);
 });
 
 test.afterAll(async () => {
-  if (server && server.exitCode === null && server.signalCode === null) {
-    server.kill('SIGKILL');
-    await new Promise((r) => server!.once('exit', r));
-  }
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  await server?.kill();
 });
 
 test('a console killed mid-migration: the live view says it is not answering, no ETA, Cancel disabled', async ({ page, request }) => {
@@ -47,9 +31,7 @@ test('a console killed mid-migration: the live view says it is not answering, no
   await expect(cancel).toBeEnabled();
   await expect(page.getByTestId('offline')).toHaveCount(0);
 
-  const exited = new Promise((r) => server!.once('exit', r));
-  server!.kill('SIGKILL');
-  await exited;
+  await server!.kill();
 
   await expect(page.getByTestId('offline')).toContainText('The console has not answered since', { timeout: 15_000 });
   await expect(cancel).toBeDisabled();

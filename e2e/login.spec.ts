@@ -4,38 +4,22 @@
  * refused on the page; the right one opens the console, whose socket then connects; the
  * REST API refuses a request without the session.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { expect, test } from '@playwright/test';
+import { startConsoleProcess, type ConsoleProcess } from './support';
 
 const token = randomBytes(32).toString('hex');
 const port = Number(process.env.MULTIFD_E2E_LOGIN_PORT ?? 3124);
 const base = `http://127.0.0.1:${port}`;
-let server: ChildProcess | null = null;
-let dataDir = '';
+let server: ConsoleProcess | null = null;
 
 test.beforeAll(async ({}, testInfo) => {
-  const root = path.resolve(testInfo.project.testDir, '..');
-  dataDir = mkdtempSync(path.join(os.tmpdir(), 'multifd-e2e-login-'));
-  server = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts', '--listen', `0.0.0.0:${port}`, '--data-dir', dataDir], {
-    cwd: root,
-    env: { ...process.env, MULTIFD_CONSOLE_TOKEN: token, NEXT_TELEMETRY_DISABLED: '1' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let err = '';
-  server.stderr!.on('data', (c: Buffer) => (err += c.toString('utf8')));
-  await expect.poll(() => err, { timeout: 30_000, message: 'the console starts' }).toContain('multifd console: http://');
+  server = await startConsoleProcess(path.resolve(testInfo.project.testDir, '..'), `0.0.0.0:${port}`, [], { MULTIFD_CONSOLE_TOKEN: token });
 });
 
 test.afterAll(async () => {
-  if (server && server.exitCode === null) {
-    server.kill('SIGTERM');
-    await new Promise((r) => server!.once('exit', r));
-  }
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  await server?.stop();
 });
 
 test('beyond loopback the console asks for its token: wrong refused, right lets in, REST needs the session', async ({ page, request }) => {

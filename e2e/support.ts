@@ -4,6 +4,8 @@
  * (a channel's throughput while it streams) are seen even between Playwright's polls.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { expect, type APIRequestContext, type Locator, type Page, type TestInfo } from '@playwright/test';
 import type { GuestSummary, MigrationDetail, MigrationSummary } from '../lib/contracts/console';
@@ -301,4 +303,35 @@ export async function startAgent(
     opts.wrap ?? [],
   );
   return { name: opts.name, ...p.picked, child: p.child, output: p.output, stop: p.stop };
+}
+
+// --- a console of its own (other flags or environment than the shared webServer's) ------
+
+/** A console child process (`server/main.ts`) on a fresh data directory. */
+export interface ConsoleProcess {
+  child: ChildProcess;
+  /** SIGTERM and wait for it to exit; the data directory is removed. Safe to call twice. */
+  stop(): Promise<void>;
+  /** SIGKILL, as a crash or an OOM kill would, and wait for it to exit. */
+  kill(): Promise<void>;
+}
+
+/** Starts `server/main.ts --listen LISTEN --data-dir <fresh> ...args` and resolves once it serves. */
+export async function startConsoleProcess(root: string, listen: string, args: string[] = [], env: Record<string, string> = {}): Promise<ConsoleProcess> {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'multifd-e2e-console-'));
+  const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts', '--listen', listen, '--data-dir', dataDir, ...args], {
+    cwd: root,
+    env: { ...process.env, ...env, NEXT_TELEMETRY_DISABLED: '1' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const end = async (signal: NodeJS.Signals) => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    await exited;
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  let err = '';
+  child.stderr!.on('data', (c: Buffer) => (err += c.toString('utf8')));
+  await expect.poll(() => err, { timeout: 30_000, message: 'the console starts' }).toContain('multifd console: http://');
+  return { child, stop: () => end('SIGTERM'), kill: () => end('SIGKILL') };
 }

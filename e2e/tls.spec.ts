@@ -6,42 +6,27 @@
  * migration with MIGRATION_TLS_HOSTNAME_MISMATCH naming that channel, the guest runs on,
  * and the same migration in clear is refused by the destination with MIGRATION_TLS_REQUIRED.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { expect, test, type Page } from '@playwright/test';
 import { makeTestPki, type TestPki } from '../lib/engine/tls-test-support';
+import { startConsoleProcess, type ConsoleProcess } from './support';
 
 const port = Number(process.env.MULTIFD_E2E_TLS_PORT ?? 3125);
 const base = `http://127.0.0.1:${port}`;
-let server: ChildProcess | null = null;
-let dataDir = '';
+let server: ConsoleProcess | null = null;
 let pki: TestPki | null = null;
 const started = new Set<string>();
 
 test.beforeAll(async ({}, testInfo) => {
   const root = path.resolve(testInfo.project.testDir, '..');
   pki = await makeTestPki();
-  dataDir = mkdtempSync(path.join(os.tmpdir(), 'multifd-e2e-tls-'));
   const tls = ['--tls-cert', pki.serverCert, '--tls-key', pki.serverKey, '--tls-ca', pki.ca, '--tls-require-client-cert'];
-  server = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, ...tls], {
-    cwd: root,
-    env: { ...process.env, NEXT_TELEMETRY_DISABLED: '1' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let err = '';
-  server.stderr!.on('data', (c: Buffer) => (err += c.toString('utf8')));
-  await expect.poll(() => err, { timeout: 30_000, message: 'the console starts' }).toContain('multifd console: http://');
+  server = await startConsoleProcess(root, `127.0.0.1:${port}`, tls);
 });
 
 test.afterAll(async ({ request }) => {
   for (const uuid of started) await request.post(`${base}/api/guests/${uuid}/stop`).catch(() => {});
-  if (server && server.exitCode === null) {
-    server.kill('SIGTERM');
-    await new Promise((r) => server!.once('exit', r));
-  }
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  await server?.stop();
   await pki?.cleanup();
 });
 
